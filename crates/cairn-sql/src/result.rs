@@ -1,0 +1,286 @@
+//! Results of statements, in a form that travels through the Raft log, and their
+//! rendering as rqlite JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{base64_encode, Value};
+
+/// Rows returned by a query: rqlite's `{"columns","types","values"}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Rows {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Lower-cased declared column types; for expressions, the storage class of the
+    /// first row's value (rqlite's rule), or `""` when there is no row.
+    pub types: Vec<String>,
+    /// Row values, one inner vector per row, as long as `columns`.
+    pub values: Vec<Vec<Value>>,
+}
+
+/// What one statement did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A statement that changed rows (or schema).
+    Write {
+        /// `sqlite3_last_insert_rowid()` after the statement.
+        last_insert_id: i64,
+        /// `sqlite3_changes()` for the statement.
+        rows_affected: i64,
+    },
+    /// A statement that returned rows.
+    Rows(Rows),
+    /// SQLite refused or failed the statement; the text is SQLite's own message.
+    Error(String),
+}
+
+/// One statement's outcome and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementResult {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Execution time in seconds.
+    pub time: f64,
+}
+
+impl StatementResult {
+    /// A result carrying an error message.
+    pub fn error(msg: impl Into<String>) -> Self {
+        StatementResult {
+            outcome: Outcome::Error(msg.into()),
+            time: 0.0,
+        }
+    }
+
+    /// Whether the statement failed.
+    pub fn is_error(&self) -> bool {
+        matches!(self.outcome, Outcome::Error(_))
+    }
+}
+
+/// How results are rendered: rqlite's `associative`, `blob_array` and `timings` flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Encoding {
+    /// `{"types":{col:type},"rows":[{col:value}]}` instead of column arrays.
+    pub associative: bool,
+    /// BLOBs as arrays of byte values instead of base64 strings.
+    pub blob_array: bool,
+    /// Include each statement's `time`.
+    pub timings: bool,
+}
+
+impl StatementResult {
+    /// Renders this result as one element of rqlite's `results` array. Write results omit
+    /// zero `last_insert_id`/`rows_affected`; query results always carry `columns` and
+    /// `types` and omit `values` when there is no row (rqlite's documented shapes).
+    pub fn to_json(&self, enc: Encoding) -> serde_json::Value {
+        let mut obj = serde_json::Map::new();
+        match &self.outcome {
+            Outcome::Write {
+                last_insert_id,
+                rows_affected,
+            } => {
+                if *last_insert_id != 0 {
+                    obj.insert("last_insert_id".into(), (*last_insert_id).into());
+                }
+                if *rows_affected != 0 {
+                    obj.insert("rows_affected".into(), (*rows_affected).into());
+                }
+            }
+            Outcome::Rows(rows) => render_rows(rows, enc, &mut obj),
+            Outcome::Error(e) => {
+                obj.insert("error".into(), e.clone().into());
+            }
+        }
+        if enc.timings {
+            obj.insert("time".into(), self.time.into());
+        }
+        serde_json::Value::Object(obj)
+    }
+}
+
+fn render_rows(rows: &Rows, enc: Encoding, obj: &mut serde_json::Map<String, serde_json::Value>) {
+    let cell = |i: usize, v: &Value| {
+        render_value(v, rows.types.get(i).map(String::as_str).unwrap_or(""), enc)
+    };
+    if enc.associative {
+        let types: serde_json::Map<_, _> = rows
+            .columns
+            .iter()
+            .zip(&rows.types)
+            .map(|(c, t)| (c.clone(), serde_json::Value::from(t.clone())))
+            .collect();
+        obj.insert("types".into(), types.into());
+        if !rows.values.is_empty() {
+            let out: Vec<serde_json::Value> = rows
+                .values
+                .iter()
+                .map(|row| {
+                    let m: serde_json::Map<_, _> = rows
+                        .columns
+                        .iter()
+                        .zip(row.iter().enumerate())
+                        .map(|(c, (i, v))| (c.clone(), cell(i, v)))
+                        .collect();
+                    serde_json::Value::Object(m)
+                })
+                .collect();
+            obj.insert("rows".into(), out.into());
+        }
+        return;
+    }
+    obj.insert("columns".into(), rows.columns.clone().into());
+    obj.insert("types".into(), rows.types.clone().into());
+    if !rows.values.is_empty() {
+        let out: Vec<serde_json::Value> = rows
+            .values
+            .iter()
+            .map(|row| {
+                serde_json::Value::Array(row.iter().enumerate().map(|(i, v)| cell(i, v)).collect())
+            })
+            .collect();
+        obj.insert("values".into(), out.into());
+    }
+}
+
+/// Renders one value by its column's declared type, as rqlite does: BLOBs as base64 (or
+/// byte arrays), TEXT/INTEGER in `date`/`datetime`/`timestamp` columns as RFC 3339 UTC,
+/// INTEGER in `boolean` columns as `true`/`false`, non-finite REALs as `null`.
+pub fn render_value(v: &Value, decl_type: &str, enc: Encoding) -> serde_json::Value {
+    let t = decl_type.to_ascii_lowercase();
+    let is_time = matches!(t.as_str(), "date" | "datetime" | "timestamp");
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) if t == "boolean" => serde_json::Value::Bool(*i != 0),
+        Value::Integer(i) if is_time => chrono::DateTime::from_timestamp(*i, 0)
+            .map(|d| rfc3339(&d).into())
+            .unwrap_or_else(|| (*i).into()),
+        Value::Integer(i) => (*i).into(),
+        Value::Real(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        Value::Text(s) if is_time => parse_sqlite_time(s)
+            .map(|d| rfc3339(&d).into())
+            .unwrap_or_else(|| s.clone().into()),
+        Value::Text(s) => s.clone().into(),
+        Value::Blob(b) if enc.blob_array => {
+            serde_json::Value::Array(b.iter().map(|x| (*x).into()).collect())
+        }
+        Value::Blob(b) => base64_encode(b).into(),
+    }
+}
+
+fn rfc3339(d: &chrono::DateTime<chrono::Utc>) -> String {
+    d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Parses the time formats SQLite's date functions produce and accept
+/// (<https://sqlite.org/lang_datefunc.html>, "Time Values"), assuming UTC.
+fn parse_sqlite_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(d.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&d));
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| Utc.from_utc_datetime(&d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn write_result_omits_zero_fields() {
+        let r = StatementResult {
+            outcome: Outcome::Write {
+                last_insert_id: 0,
+                rows_affected: 0,
+            },
+            time: 0.5,
+        };
+        assert_eq!(r.to_json(Encoding::default()), json!({}));
+        let enc = Encoding {
+            timings: true,
+            ..Encoding::default()
+        };
+        assert_eq!(r.to_json(enc), json!({"time": 0.5}));
+    }
+
+    #[test]
+    fn query_result_keeps_columns_and_types_without_rows() {
+        let r = StatementResult {
+            outcome: Outcome::Rows(Rows {
+                columns: vec!["id".into()],
+                types: vec!["integer".into()],
+                values: vec![],
+            }),
+            time: 0.0,
+        };
+        assert_eq!(
+            r.to_json(Encoding::default()),
+            json!({"columns": ["id"], "types": ["integer"]})
+        );
+    }
+
+    #[test]
+    fn values_follow_declared_types() {
+        let enc = Encoding::default();
+        assert_eq!(
+            render_value(&Value::Integer(1), "boolean", enc),
+            json!(true)
+        );
+        assert_eq!(
+            render_value(&Value::Integer(0), "datetime", enc),
+            json!("1970-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            render_value(&Value::Text("2024-03-01 10:20:30".into()), "timestamp", enc),
+            json!("2024-03-01T10:20:30Z")
+        );
+        assert_eq!(
+            render_value(&Value::Blob(b"hi".to_vec()), "", enc),
+            json!("aGk=")
+        );
+        let arr = Encoding {
+            blob_array: true,
+            ..enc
+        };
+        assert_eq!(
+            render_value(&Value::Blob(vec![1, 2]), "", arr),
+            json!([1, 2])
+        );
+        assert_eq!(render_value(&Value::Real(f64::NAN), "", enc), json!(null));
+    }
+
+    #[test]
+    fn associative_rows_are_objects() {
+        let r = StatementResult {
+            outcome: Outcome::Rows(Rows {
+                columns: vec!["id".into(), "name".into()],
+                types: vec!["integer".into(), "text".into()],
+                values: vec![vec![Value::Integer(1), Value::Text("fiona".into())]],
+            }),
+            time: 0.0,
+        };
+        let enc = Encoding {
+            associative: true,
+            ..Encoding::default()
+        };
+        assert_eq!(
+            r.to_json(enc),
+            json!({"types": {"id": "integer", "name": "text"}, "rows": [{"id": 1, "name": "fiona"}]})
+        );
+    }
+}
