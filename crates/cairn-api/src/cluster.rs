@@ -1,0 +1,153 @@
+//! Cluster routes: `/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_node::{JoinRequest, NodeError};
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::{json_response, AppState};
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// `GET /status`: this node, its Raft state and its store.
+pub async fn status(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let s = state.node.status();
+    let v = serde_json::to_value(s)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &v, flags.pretty))
+}
+
+/// `GET /nodes`: every member, keyed by id (rqlite's legacy shape), or with `ver=2` as
+/// `{"nodes": [...]}`. Reachability is checked by contacting each node.
+pub async fn nodes(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let nodes = state.node.nodes().await;
+    let body = if flags.ver.as_deref() == Some("2") {
+        serde_json::json!({ "nodes": nodes })
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = nodes
+            .iter()
+            .map(|n| (n.id.clone(), serde_json::to_value(n).unwrap_or_default()))
+            .collect();
+        serde_json::Value::Object(map)
+    };
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `GET /readyz`: 200 with `[+]node ok` lines when the node knows a leader (or with
+/// `noleader`), 503 otherwise; `sync` waits until this node has applied what the leader
+/// had committed (rqlite's `/readyz`).
+pub async fn readyz(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let mut lines = vec!["[+]node ok".to_string()];
+    let mut ok = true;
+    if !flags.noleader {
+        if state.node.leader().is_some() {
+            lines.push("[+]leader ok".into());
+        } else {
+            lines.push("[-]leader not ok".into());
+            ok = false;
+        }
+    }
+    if ok && flags.sync {
+        match state.node.wait_synced(flags.timeout).await {
+            Ok(()) => lines.push("[+]sync ok".into()),
+            Err(e) => {
+                lines.push(format!("[-]sync not ok: {e}"));
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        lines.push("[+]store ok".into());
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, lines.join("\n") + "\n").into_response())
+}
+
+/// `GET /leader`: the current leader, or 503 when there is none.
+pub async fn leader(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let leader = state.node.leader().ok_or(NodeError::NoLeader)?;
+    let body = serde_json::json!({ "leader": leader.describe() });
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `POST /leader`: the leader hands leadership to another voter (Raft §3.10 leadership
+/// transfer); on a follower the request is forwarded.
+pub async fn step_down(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let new_leader = state.node.step_down(flags.timeout).await?;
+    let body = serde_json::json!({ "leader": new_leader.describe() });
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `DELETE /remove` with `{"id": "3"}` (a string or a number): removes a node from the
+/// cluster through the leader.
+pub async fn remove(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let id = match &v["id"] {
+        serde_json::Value::String(s) => s.parse::<u64>().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad_request("body must be {\"id\": \"<node id>\"}"))?;
+    state.node.remove(id, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({}),
+        flags.pretty,
+    ))
+}
+
+/// `POST /join` with a [`JoinRequest`] and the cluster secret in `x-cairn-secret`: adds the
+/// node as a learner, then as a voter once it has caught up.
+pub async fn join(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let secret = headers
+        .get(cairn_node::SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let req: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid join request: {e}")))?;
+    state.node.join(req, secret, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({}),
+        flags.pretty,
+    ))
+}

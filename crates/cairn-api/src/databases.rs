@@ -1,0 +1,67 @@
+//! `/v1/databases`: create, list and drop logical databases.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::{json_response, AppState};
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// `GET /v1/databases`: `{"databases":[{"name","size_bytes"}]}` from this node's replica.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let dbs: Vec<_> = state
+        .node
+        .databases()
+        .into_iter()
+        .map(|(name, size)| serde_json::json!({"name": name, "size_bytes": size}))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "databases": dbs }),
+        flags.pretty,
+    ))
+}
+
+/// `POST /v1/databases` with `{"name": "school"}`: 201 when created, 409 when it exists.
+pub async fn create(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let name = v["name"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("body must be {\"name\": \"<database>\"}"))?;
+    state.node.create_database(name, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "name": name }),
+        flags.pretty,
+    ))
+}
+
+/// `DELETE /v1/databases/{name}`: leader only; a follower answers 403 `not_leader` with the
+/// leader's address (dropping a database is the leader's alone, as the seeds require).
+pub async fn drop(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    state.node.drop_database(&name, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "dropped": name }),
+        flags.pretty,
+    ))
+}

@@ -1,0 +1,149 @@
+//! rqlite's query-string flags (<https://rqlite.io/docs/api/api/>): most are presence-only
+//! (`?pretty`, and `transaction=false` still means "transaction"), a few carry values.
+
+use std::time::Duration;
+
+use cairn_node::Level;
+
+use crate::error::ApiError;
+
+/// Parsed query-string flags of one request.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// Indent the JSON response.
+    pub pretty: bool,
+    /// Report per-statement and total times.
+    pub timings: bool,
+    /// Run the batch atomically; stop at the first error.
+    pub transaction: bool,
+    /// Rows as objects keyed by column name.
+    pub associative: bool,
+    /// BLOBs as byte arrays.
+    pub blob_array: bool,
+    /// On a follower, answer 301 to the leader instead of forwarding.
+    pub redirect: bool,
+    /// Queue writes and answer at once with a sequence number.
+    pub queue: bool,
+    /// With `queue`: wait until the queued batch is applied.
+    pub wait: bool,
+    /// `/readyz`: do not require a leader.
+    pub noleader: bool,
+    /// `/readyz`: wait until this node has applied what the leader committed.
+    pub sync: bool,
+    /// Read consistency level; rqlite's default is `weak`.
+    pub level: Level,
+    /// For `level=none`: the longest time since the node last heard from the leader.
+    pub freshness: Option<Duration>,
+    /// How long to wait for the leader, a queue flush or `/readyz?sync`.
+    pub timeout: Duration,
+    /// The database to use (`db=NAME`); `main` by default.
+    pub db: String,
+    /// Statements given as `q=` (GET `/db/query`).
+    pub q: Vec<String>,
+    /// `/db/backup` format: `sql` for a text dump.
+    pub fmt: Option<String>,
+    /// `/nodes?ver=2`.
+    pub ver: Option<String>,
+}
+
+/// Default for `timeout`: rqlite uses 10 s for leader-dependent waits.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Flags {
+    /// Parses `pairs` (the decoded query string).
+    ///
+    /// # Errors
+    /// 400 `bad_request` for an unknown `level` or a malformed duration.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Flags, ApiError> {
+        let mut f = Flags {
+            timeout: DEFAULT_TIMEOUT,
+            db: cairn_sql::DEFAULT_DATABASE.to_string(),
+            ..Flags::default()
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "pretty" => f.pretty = true,
+                "timings" => f.timings = true,
+                "transaction" => f.transaction = true,
+                "associative" => f.associative = true,
+                "blob_array" => f.blob_array = true,
+                "redirect" => f.redirect = true,
+                "queue" => f.queue = true,
+                "wait" => f.wait = true,
+                "noleader" => f.noleader = true,
+                "sync" => f.sync = true,
+                "level" => {
+                    f.level = v.parse().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "unknown level {v:?}: use none, weak, linearizable, strong or auto"
+                        ))
+                    })?
+                }
+                "freshness" => f.freshness = Some(duration(k, v)?),
+                "timeout" => f.timeout = duration(k, v)?,
+                "db" => f.db = v.clone(),
+                "q" => f.q.push(v.clone()),
+                "fmt" => f.fmt = Some(v.clone()),
+                "ver" => f.ver = Some(v.clone()),
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    /// How results are rendered.
+    pub fn encoding(&self) -> cairn_sql::Encoding {
+        cairn_sql::Encoding {
+            associative: self.associative,
+            blob_array: self.blob_array,
+            timings: self.timings,
+        }
+    }
+}
+
+/// Parses a Go-style duration (`1s`, `500ms`, `2m`), or a bare number of seconds.
+fn duration(k: &str, v: &str) -> Result<Duration, ApiError> {
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(v)
+        .map_err(|e| ApiError::bad_request(format!("{k}={v:?} is not a duration: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &[(&str, &str)]) -> Result<Flags, ApiError> {
+        let pairs: Vec<(String, String)> = s
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Flags::parse(&pairs)
+    }
+
+    #[test]
+    fn presence_only_flags() {
+        let f = p(&[("transaction", "false"), ("pretty", "")]).expect("valid");
+        assert!(f.transaction && f.pretty && !f.timings);
+        assert_eq!(f.db, "main");
+        assert_eq!(f.level, Level::Weak);
+    }
+
+    #[test]
+    fn valued_flags() {
+        let f = p(&[
+            ("level", "LINEARIZABLE"),
+            ("freshness", "1s"),
+            ("timeout", "250ms"),
+        ])
+        .expect("valid");
+        assert_eq!(f.level, Level::Linearizable);
+        assert_eq!(f.freshness, Some(Duration::from_secs(1)));
+        assert_eq!(f.timeout, Duration::from_millis(250));
+        assert!(p(&[("level", "eventual")]).is_err());
+        assert!(p(&[("freshness", "soon")]).is_err());
+    }
+}

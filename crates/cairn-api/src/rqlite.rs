@@ -1,0 +1,230 @@
+//! The rqlite-compatible data API: `/db/execute`, `/db/query`, `/db/request`,
+//! `/db/backup`, `/db/load` (<https://rqlite.io/docs/api/api/>).
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_node::{Level, LoadPayload};
+use cairn_sql::{Statement, StatementResult};
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::{json_response, AppState};
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// Parses a statement batch: a JSON array, or with `Content-Type: text/plain` one SQL
+/// statement.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Statement>, ApiError> {
+    let is_text = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if is_text {
+        let sql = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("body is not valid UTF-8"))?
+            .trim();
+        if sql.is_empty() {
+            return Err(ApiError::bad_request("empty statement"));
+        }
+        return Ok(vec![Statement::new(sql)]);
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Statement::parse_batch(&v).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn results_response(flags: &Flags, results: &[StatementResult], start: Instant) -> Response {
+    let enc = flags.encoding();
+    let mut body = serde_json::json!({
+        "results": results.iter().map(|r| r.to_json(enc)).collect::<Vec<_>>(),
+    });
+    if flags.timings {
+        body["time"] = start.elapsed().as_secs_f64().into();
+    }
+    json_response(StatusCode::OK, &body, flags.pretty)
+}
+
+/// When `redirect` is set on a follower, the 301 answer pointing at the leader.
+fn redirect_to_leader(
+    state: &AppState,
+    flags: &Flags,
+    uri: &OriginalUri,
+) -> Result<Option<Response>, ApiError> {
+    if !flags.redirect || state.node.is_leader() {
+        return Ok(None);
+    }
+    let leader = state
+        .node
+        .leader()
+        .ok_or_else(|| ApiError::from(cairn_node::NodeError::NoLeader))?;
+    let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = format!("{}{}", leader.http_url(), path);
+    Ok(Some(
+        (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+            "",
+        )
+            .into_response(),
+    ))
+}
+
+/// `POST /db/execute`: writes, through the leader.
+pub async fn execute(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let flags = Flags::parse(&pairs)?;
+    let stmts = parse_body(&headers, &body)?;
+    if flags.queue {
+        let seq = state.node.enqueue(&flags.db, stmts, flags.transaction)?;
+        if flags.wait {
+            state.node.wait_queue(seq, flags.timeout).await?;
+        }
+        let body = serde_json::json!({"results": [], "sequence_number": seq});
+        return Ok(json_response(StatusCode::OK, &body, flags.pretty));
+    }
+    if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
+        return Ok(r);
+    }
+    let results = state
+        .node
+        .execute(&flags.db, stmts, flags.transaction, flags.timeout)
+        .await?;
+    Ok(results_response(&flags, &results, start))
+}
+
+/// `GET /db/query?q=...` or `POST /db/query`: reads at the requested consistency level.
+pub async fn query(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let flags = Flags::parse(&pairs)?;
+    let stmts = if flags.q.is_empty() {
+        if body.is_empty() {
+            return Err(ApiError::bad_request(
+                "no query: give q= or a JSON array body",
+            ));
+        }
+        parse_body(&headers, &body)?
+    } else {
+        flags.q.iter().map(Statement::new).collect()
+    };
+    if flags.level != Level::None {
+        if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
+            return Ok(r);
+        }
+    }
+    let results = state
+        .node
+        .query(
+            &flags.db,
+            stmts,
+            flags.level,
+            flags.freshness,
+            flags.timeout,
+        )
+        .await?;
+    Ok(results_response(&flags, &results, start))
+}
+
+/// `POST /db/request`: a mix of reads and writes; an all-read batch is served as a query,
+/// anything else goes through the log as one entry.
+pub async fn request(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let flags = Flags::parse(&pairs)?;
+    let stmts = parse_body(&headers, &body)?;
+    let read_only = state.node.all_read_only(&flags.db, &stmts)?;
+    if !read_only || flags.level != Level::None {
+        if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
+            return Ok(r);
+        }
+    }
+    let results = if read_only {
+        state
+            .node
+            .query(
+                &flags.db,
+                stmts,
+                flags.level,
+                flags.freshness,
+                flags.timeout,
+            )
+            .await?
+    } else {
+        state
+            .node
+            .execute(&flags.db, stmts, flags.transaction, flags.timeout)
+            .await?
+    };
+    Ok(results_response(&flags, &results, start))
+}
+
+/// `GET /db/backup`: this node's copy of the database as a SQLite file, or a SQL dump with
+/// `fmt=sql`. Served locally, like rqlite's default (no leader round trip).
+pub async fn backup(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    if flags.fmt.as_deref() == Some("sql") {
+        let dump = state.node.dump_sql(&flags.db).await?;
+        return Ok(([(header::CONTENT_TYPE, "application/sql")], dump).into_response());
+    }
+    let bytes = state.node.backup(&flags.db).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.sqlite\"", flags.db),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// `POST /db/load`: replaces the database with a SQLite file (detected by its header) or
+/// runs a SQL script, through the log.
+pub async fn load(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty body: send a SQLite file or a SQL script",
+        ));
+    }
+    let payload = if body.starts_with(b"SQLite format 3\0") {
+        LoadPayload::Sqlite(body.to_vec())
+    } else {
+        let text = String::from_utf8(body.to_vec()).map_err(|_| {
+            ApiError::bad_request("body is neither a SQLite file nor UTF-8 SQL text")
+        })?;
+        LoadPayload::Script(text)
+    };
+    state.node.load(&flags.db, payload, flags.timeout).await?;
+    let body = serde_json::json!({"results": []});
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}

@@ -1,0 +1,137 @@
+//! What goes into the Raft log, and what applying it returns.
+
+use serde::{Deserialize, Serialize};
+
+use cairn_sql::{Statement, StatementResult};
+
+/// A node's addresses, stored in the Raft membership so that every member can reach every
+/// other one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// The public HTTP API address, `HOST:PORT`.
+    pub http_addr: String,
+    /// The node-to-node RPC address, `HOST:PORT`.
+    pub raft_addr: String,
+}
+
+impl NodeAddr {
+    /// `http://HOST:PORT` of the public API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http={} raft={}", self.http_addr, self.raft_addr)
+    }
+}
+
+/// One replicated operation. Every replica applies the same commands in log order, so a
+/// command must be deterministic: statements are rewritten (see
+/// `cairn_sql::make_deterministic`) before they are proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A batch of statements on one database (rqlite's execute or request).
+    Execute {
+        /// The database.
+        db: String,
+        /// The statements, in order.
+        stmts: Vec<Statement>,
+        /// All-or-nothing, stopping at the first error.
+        transaction: bool,
+    },
+    /// Several queued batches (`queue` flag) in one entry; each runs as its own batch.
+    Queued {
+        /// `(db, statements, transaction)` per queued request.
+        batches: Vec<(String, Vec<Statement>, bool)>,
+    },
+    /// A SQL script run in one transaction (`/db/load` of SQL text).
+    Script {
+        /// The database.
+        db: String,
+        /// The script.
+        sql: String,
+    },
+    /// Replace a database with a SQLite file (`/db/load` of a binary file).
+    Load {
+        /// The database.
+        db: String,
+        /// The file's bytes.
+        bytes: Vec<u8>,
+    },
+    /// Create a database.
+    CreateDatabase {
+        /// Its name.
+        name: String,
+    },
+    /// Drop a database.
+    DropDatabase {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Execute { db, stmts, .. } => write!(f, "execute({db}, {} stmts)", stmts.len()),
+            Command::Queued { batches } => write!(f, "queued({} batches)", batches.len()),
+            Command::Script { db, .. } => write!(f, "script({db})"),
+            Command::Load { db, bytes } => write!(f, "load({db}, {} bytes)", bytes.len()),
+            Command::CreateDatabase { name } => write!(f, "create_database({name})"),
+            Command::DropDatabase { name } => write!(f, "drop_database({name})"),
+        }
+    }
+}
+
+/// Why a command failed as a whole (a statement's own SQL error is a result, not this).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    /// The command named a database that does not exist.
+    #[error("database not found: {0}")]
+    NoSuchDatabase(String),
+    /// The database to create exists already.
+    #[error("database already exists: {0}")]
+    DatabaseExists(String),
+    /// A name that is not a valid identifier.
+    #[error("invalid identifier {0:?}: use 1-64 letters, digits or underscores, not starting with a digit")]
+    BadIdentifier(String),
+    /// An operation that is never allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Malformed input (e.g. a `/db/load` file that is not a database).
+    #[error("{0}")]
+    BadRequest(String),
+    /// SQLite failed the command (a script statement, the transaction itself).
+    #[error("{0}")]
+    Sql(String),
+    /// The node could not apply the command (I/O).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<cairn_sql::Error> for CommandError {
+    fn from(e: cairn_sql::Error) -> Self {
+        use cairn_sql::Error as E;
+        match e {
+            E::NoSuchDatabase(n) => CommandError::NoSuchDatabase(n),
+            E::DatabaseExists(n) => CommandError::DatabaseExists(n),
+            E::BadIdentifier(n) => CommandError::BadIdentifier(n),
+            E::Forbidden(m) => CommandError::Forbidden(m),
+            E::BadRequest(m) | E::BadParameter(m) => CommandError::BadRequest(m),
+            E::Sqlite(s) => CommandError::Sql(s.to_string()),
+            E::Io(e) => CommandError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// What applying one command produced on the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Response {
+    /// Per-statement results for `Execute`; all queued batches' results in order for
+    /// `Queued`; empty otherwise.
+    pub results: Vec<StatementResult>,
+    /// Set when the command failed as a whole.
+    pub error: Option<CommandError>,
+}

@@ -1,0 +1,281 @@
+//! The Raft log on disk, in redb.
+//!
+//! # Correctness
+//! openraft's `RaftLogStorage` contract: entries are readable as soon as `append` returns,
+//! and durable when its callback fires; all writes are applied in the order they are
+//! issued; logs have no holes. We meet it like this:
+//!
+//! - `append` writes the entries in a redb transaction committed with
+//!   `Durability::None`: visible to every reader at once, not yet fsynced;
+//! - it then hands the callback to the flusher thread, which waits for whatever callbacks
+//!   have queued up, commits one `Durability::Immediate` transaction (which makes every
+//!   earlier non-durable commit durable too: redb's documented rule) and fires them all.
+//!   Many appends, one fsync: group commit;
+//! - votes are committed with `Durability::Immediate` directly (rare, and a vote must be
+//!   on disk before the node answers a vote request: Raft §5.2, Figure 2 "persistent state").
+//!
+//! One `LogStore` serves one Raft group; the table names carry the group id so that
+//! several groups can share a redb file later.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::OptionalSend;
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use crate::TypeConfig;
+
+type C = TypeConfig;
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+const KEY_FLUSH: &str = "flush_seq";
+
+/// The Raft log of one group, stored in a redb file. Cheap to clone: clones share the
+/// database and the flusher thread.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    logs: TableDefinition<'static, u64, &'static [u8]>,
+    meta: TableDefinition<'static, &'static str, &'static [u8]>,
+    flush_tx: mpsc::Sender<IOFlushed<C>>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(io_err)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    serde_json::from_slice(b).map_err(io_err)
+}
+
+impl LogStore {
+    /// Opens (creating when absent) the log of group `group` in the redb file at `path`.
+    ///
+    /// # Errors
+    /// I/O errors from redb.
+    pub fn open(path: &Path, group: u64) -> io::Result<LogStore> {
+        let db = Arc::new(Database::create(path).map_err(io_err)?);
+        // Leak the two table names once per store: redb table definitions borrow `&str`
+        // for their whole life, and a store lives as long as the process.
+        let logs_name: &'static str = Box::leak(format!("logs_g{group}").into_boxed_str());
+        let meta_name: &'static str = Box::leak(format!("meta_g{group}").into_boxed_str());
+        let logs = TableDefinition::new(logs_name);
+        let meta = TableDefinition::new(meta_name);
+        {
+            let tx = db.begin_write().map_err(io_err)?;
+            tx.open_table(logs).map_err(io_err)?;
+            tx.open_table(meta).map_err(io_err)?;
+            tx.commit().map_err(io_err)?;
+        }
+        let (flush_tx, flush_rx) = mpsc::channel::<IOFlushed<C>>();
+        let fdb = db.clone();
+        std::thread::Builder::new()
+            .name(format!("raft-log-flush-g{group}"))
+            .spawn(move || flusher(fdb, meta, flush_rx))?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                db,
+                logs,
+                meta,
+                flush_tx,
+            }),
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
+        let tx = self.inner.db.begin_read().map_err(io_err)?;
+        let t = tx.open_table(self.inner.meta).map_err(io_err)?;
+        match t.get(key).map_err(io_err)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        v: &T,
+        durability: Durability,
+    ) -> io::Result<()> {
+        let bytes = encode(v)?;
+        let mut tx = self.inner.db.begin_write().map_err(io_err)?;
+        tx.set_durability(durability);
+        {
+            let mut t = tx.open_table(self.inner.meta).map_err(io_err)?;
+            t.insert(key, bytes.as_slice()).map_err(io_err)?;
+        }
+        tx.commit().map_err(io_err)
+    }
+}
+
+/// The flusher thread: one durable commit for every group of queued callbacks. Ends when
+/// every `LogStore` clone is dropped.
+fn flusher(
+    db: Arc<Database>,
+    meta: TableDefinition<'static, &'static str, &'static [u8]>,
+    rx: mpsc::Receiver<IOFlushed<C>>,
+) {
+    let mut seq: u64 = 0;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        seq += 1;
+        let result = (|| -> Result<(), String> {
+            let mut tx = db.begin_write().map_err(|e| e.to_string())?;
+            tx.set_durability(Durability::Immediate);
+            {
+                let mut t = tx.open_table(meta).map_err(|e| e.to_string())?;
+                t.insert(KEY_FLUSH, seq.to_be_bytes().as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            tx.commit().map_err(|e| e.to_string())
+        })();
+        for cb in batch {
+            cb.io_completed(result.clone().map_err(io::Error::other));
+        }
+    }
+}
+
+fn range_bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => Some(e.saturating_add(1)),
+        Bound::Excluded(e) => Some(*e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<EntryOf<C>>, io::Error> {
+        let (start, end) = range_bounds(&range);
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Vec::new());
+        }
+        let tx = self.inner.db.begin_read().map_err(io_err)?;
+        let t = tx.open_table(self.inner.logs).map_err(io_err)?;
+        let iter = match end {
+            Some(e) => t.range(start..e),
+            None => t.range(start..),
+        }
+        .map_err(io_err)?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (_, v) = item.map_err(io_err)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        self.get_meta(KEY_VOTE)
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let last_purged: Option<LogIdOf<C>> = self.get_meta(KEY_PURGED)?;
+        let tx = self.inner.db.begin_read().map_err(io_err)?;
+        let t = tx.open_table(self.inner.logs).map_err(io_err)?;
+        let last = match t.last().map_err(io_err)? {
+            Some((_, v)) => Some(decode::<EntryOf<C>>(v.value())?.log_id()),
+            None => last_purged.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        self.put_meta(KEY_VOTE, vote, Durability::Immediate)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        // Not fsynced on its own: it rides on the next durable commit. A committed index
+        // that is lost in a power cut is only re-learned from the leader.
+        self.put_meta(KEY_COMMITTED, &committed, Durability::None)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        Ok(self
+            .get_meta::<Option<LogIdOf<C>>>(KEY_COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut tx = self.inner.db.begin_write().map_err(io_err)?;
+        tx.set_durability(Durability::None);
+        {
+            let mut t = tx.open_table(self.inner.logs).map_err(io_err)?;
+            for e in entries {
+                let bytes = encode(&e)?;
+                t.insert(e.index(), bytes.as_slice()).map_err(io_err)?;
+            }
+        }
+        tx.commit().map_err(io_err)?;
+        self.inner
+            .flush_tx
+            .send(callback)
+            .map_err(|_| io_err("log flusher thread has stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let from = last_log_id.as_ref().map(|l| l.index() + 1).unwrap_or(0);
+        let mut tx = self.inner.db.begin_write().map_err(io_err)?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut t = tx.open_table(self.inner.logs).map_err(io_err)?;
+            t.retain_in(from.., |_, _| false).map_err(io_err)?;
+        }
+        tx.commit().map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
+        let bytes = encode(&Some(log_id.clone()))?;
+        let mut tx = self.inner.db.begin_write().map_err(io_err)?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut m = tx.open_table(self.inner.meta).map_err(io_err)?;
+            m.insert(KEY_PURGED, bytes.as_slice()).map_err(io_err)?;
+            let mut t = tx.open_table(self.inner.logs).map_err(io_err)?;
+            t.retain_in(..=log_id.index(), |_, _| false)
+                .map_err(io_err)?;
+        }
+        tx.commit().map_err(io_err)
+    }
+}

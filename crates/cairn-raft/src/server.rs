@@ -1,0 +1,194 @@
+//! Node-to-node RPC, server side: the axum routes that feed peers' requests into the local
+//! Raft, and the middleware that rejects any request without the cluster secret.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::TryStreamExt;
+use openraft::errors::RaftError;
+use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
+use openraft::Snapshot;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use tokio::io::AsyncWriteExt;
+
+use crate::network::{decode, encode};
+use crate::{Raft, TypeConfig, SECRET_HEADER, SNAPSHOT_META_HEADER};
+
+type C = TypeConfig;
+
+/// What the RPC handlers need.
+#[derive(Clone)]
+pub struct RaftService {
+    /// The group's Raft.
+    pub raft: Raft,
+    /// The group id this node serves (only group 0 today).
+    pub group: u64,
+    /// Where received snapshots are spooled before they are installed.
+    pub spool_dir: Arc<std::path::PathBuf>,
+}
+
+/// Whether `headers` carry `secret` (compared in constant time, so the comparison's timing
+/// tells an attacker nothing about the secret).
+pub fn has_secret(headers: &HeaderMap, secret: &str) -> bool {
+    let given = headers
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    bool::from(given.ct_eq(secret.as_bytes()))
+}
+
+/// Middleware: 401 `unauthorized` unless the request carries the cluster secret.
+pub async fn require_secret(
+    State(secret): State<Arc<String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !has_secret(req.headers(), &secret) {
+        let body =
+            serde_json::json!({"error": "missing or wrong cluster secret", "code": "unauthorized"});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    next.run(req).await
+}
+
+/// The Raft RPC routes: `/raft/{group}/append`, `/vote`, `/snapshot`, `/transfer-leader`.
+/// Wrap the router with [`require_secret`].
+pub fn raft_routes(svc: RaftService) -> Router {
+    Router::new()
+        .route("/raft/{group}/append", post(append))
+        .route("/raft/{group}/vote", post(vote))
+        .route("/raft/{group}/snapshot", post(snapshot))
+        .route("/raft/{group}/transfer-leader", post(transfer_leader))
+        .with_state(svc)
+}
+
+fn reply<T: Serialize>(v: &T) -> Response {
+    match encode(v) {
+        Ok(b) => (StatusCode::OK, b).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn bad(msg: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, msg.to_string()).into_response()
+}
+
+fn check_group(svc: &RaftService, group: u64) -> Result<(), Response> {
+    if group == svc.group {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::NOT_FOUND,
+            format!("no raft group {group} on this node"),
+        )
+            .into_response())
+    }
+}
+
+async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return r;
+    }
+    match decode(&body) {
+        Ok(req) => reply(&svc.raft.append_entries(req).await),
+        Err(e) => bad(e),
+    }
+}
+
+async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return r;
+    }
+    match decode(&body) {
+        Ok(req) => reply(&svc.raft.vote(req).await),
+        Err(e) => bad(e),
+    }
+}
+
+async fn transfer_leader(
+    State(svc): State<RaftService>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return r;
+    }
+    match decode(&body) {
+        Ok(req) => {
+            let res: Result<_, RaftError<C>> = svc
+                .raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(RaftError::Fatal);
+            reply(&res)
+        }
+        Err(e) => bad(e),
+    }
+}
+
+static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Receives a streamed snapshot: the metadata travels in a header, the archive in the body,
+/// spooled to a file and handed to Raft without being held in memory.
+async fn snapshot(
+    State(svc): State<RaftService>,
+    Path(group): Path<u64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return r;
+    }
+    let Some(meta) = headers
+        .get(SNAPSHOT_META_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return bad("missing snapshot metadata header");
+    };
+    let (vote, meta): (VoteOf<C>, SnapshotMetaOf<C>) = match serde_json::from_str(meta) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let path = svc.spool_dir.join(format!(
+        "recv-{}.snap",
+        SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let spooled = async {
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.try_next().await.map_err(std::io::Error::other)? {
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        tokio::fs::File::open(&path).await
+    }
+    .await;
+    let file = match spooled {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    let res: Result<_, RaftError<C>> = svc
+        .raft
+        .install_full_snapshot(
+            vote,
+            Snapshot {
+                meta,
+                snapshot: file,
+            },
+        )
+        .await
+        .map_err(RaftError::Fatal);
+    let _ = tokio::fs::remove_file(&path).await;
+    reply(&res)
+}

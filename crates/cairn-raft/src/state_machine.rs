@@ -1,0 +1,290 @@
+//! The Raft state machine: applies committed [`Command`]s to the node's SQLite [`Store`].
+//!
+//! # Correctness
+//! - Each database records the index of the last entry applied to it in the same SQLite
+//!   transaction as the entry's changes, so re-applying an entry after a crash is a no-op
+//!   (see `cairn_sql::Store`). Creating and dropping databases replays deterministically.
+//! - `last_applied` and the membership are saved durably when a membership entry is
+//!   applied and when a snapshot is taken or installed. After a restart openraft re-applies
+//!   the log from the saved `last_applied` up to the saved commit index; the log is only
+//!   purged up to a snapshot, whose index is saved, so the entries needed are always there.
+//! - A snapshot is taken on the state machine's own task (in `get_snapshot_builder`), so no
+//!   entry is applied while it is written: its contents are exactly those of its
+//!   `last_log_id`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_sql::Store;
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandError, Response};
+use crate::TypeConfig;
+
+type C = TypeConfig;
+
+const KEY_APPLIED: &str = "raft_last_applied";
+const KEY_MEMBERSHIP: &str = "raft_membership";
+const CURRENT_SNAPSHOT: &str = "current.json";
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// The snapshot that [`RaftStateMachine::get_current_snapshot`] serves: its metadata and the
+/// archive file written by `Store::write_snapshot`.
+#[derive(Serialize, Deserialize)]
+struct SnapshotRecord {
+    meta: SnapshotMetaOf<C>,
+    file: String,
+}
+
+/// Applies the log to the node's databases. Queries do not go through here: the node reads
+/// the shared [`Store`] directly.
+pub struct StateMachine {
+    store: Arc<Store>,
+    snapshot_dir: PathBuf,
+    last_applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+}
+
+impl StateMachine {
+    /// Opens the state machine over `store`, keeping snapshots in `snapshot_dir`.
+    ///
+    /// # Errors
+    /// I/O errors, or saved metadata that cannot be decoded.
+    pub fn open(store: Arc<Store>, snapshot_dir: &Path) -> io::Result<StateMachine> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        let last_applied = match store.meta(KEY_APPLIED).map_err(io_err)? {
+            Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+            None => None,
+        };
+        let membership = match store.meta(KEY_MEMBERSHIP).map_err(io_err)? {
+            Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+            None => StoredMembership::default(),
+        };
+        Ok(StateMachine {
+            store,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            last_applied,
+            membership,
+        })
+    }
+
+    fn save_state(&self) -> io::Result<()> {
+        let applied = serde_json::to_vec(&self.last_applied).map_err(io_err)?;
+        let membership = serde_json::to_vec(&self.membership).map_err(io_err)?;
+        self.store
+            .set_meta(&[(KEY_APPLIED, &applied), (KEY_MEMBERSHIP, &membership)])
+            .map_err(io_err)
+    }
+
+    fn meta(&self) -> SnapshotMetaOf<C> {
+        SnapshotMetaOf::<C> {
+            last_log_id: self.last_applied.clone(),
+            last_membership: self.membership.clone(),
+        }
+    }
+
+    fn apply_command(&self, index: u64, cmd: Command) -> Response {
+        let s = &self.store;
+        let outcome: Result<Vec<cairn_sql::StatementResult>, cairn_sql::Error> = match cmd {
+            Command::Execute {
+                db,
+                stmts,
+                transaction,
+            } => s.apply_execute(index, &db, &stmts, transaction),
+            Command::Queued { batches } => {
+                let mut all = Vec::new();
+                for (db, stmts, transaction) in batches {
+                    match s.apply_execute(index, &db, &stmts, transaction) {
+                        Ok(r) => all.extend(r),
+                        Err(e) => all.push(cairn_sql::StatementResult::error(e.to_string())),
+                    }
+                }
+                Ok(all)
+            }
+            Command::Script { db, sql } => s.apply_script(index, &db, &sql).map(|_| Vec::new()),
+            Command::Load { db, bytes } => s.apply_load(index, &db, &bytes).map(|_| Vec::new()),
+            Command::CreateDatabase { name } => s.create_database(index, &name).map(|_| Vec::new()),
+            Command::DropDatabase { name } => s.drop_database(&name).map(|_| Vec::new()),
+        };
+        match outcome {
+            Ok(results) => Response {
+                results,
+                error: None,
+            },
+            Err(e) => Response {
+                results: Vec::new(),
+                error: Some(CommandError::from(e)),
+            },
+        }
+    }
+
+    fn current_snapshot_record(&self) -> io::Result<Option<SnapshotRecord>> {
+        match std::fs::read(self.snapshot_dir.join(CURRENT_SNAPSHOT)) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io_err)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records `file` (inside the snapshot directory) as the current snapshot and deletes
+    /// older snapshot files.
+    fn set_current_snapshot(&self, meta: &SnapshotMetaOf<C>, file: &str) -> io::Result<()> {
+        let rec = SnapshotRecord {
+            meta: meta.clone(),
+            file: file.to_string(),
+        };
+        let tmp = self.snapshot_dir.join("current.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&rec).map_err(io_err)?)?;
+        std::fs::rename(&tmp, self.snapshot_dir.join(CURRENT_SNAPSHOT))?;
+        for entry in std::fs::read_dir(&self.snapshot_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".snap") && name != file {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_file_name(meta: &SnapshotMetaOf<C>) -> String {
+        match &meta.last_log_id {
+            Some(l) => format!("snapshot-{}-{}.snap", l.leader_id.term, l.index),
+            None => "snapshot-0-0.snap".to_string(),
+        }
+    }
+}
+
+/// Hands openraft a snapshot that was already written on the state machine's task.
+pub struct SnapshotBuilder {
+    snapshot: Option<SnapshotOf<C, tokio::fs::File>>,
+    error: Option<String>,
+}
+
+impl RaftSnapshotBuilder<C> for SnapshotBuilder {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, tokio::fs::File>, io::Error> {
+        match (self.snapshot.take(), self.error.take()) {
+            (Some(s), _) => Ok(s),
+            (None, Some(e)) => Err(io::Error::other(e)),
+            (None, None) => Err(io::Error::other("snapshot already taken")),
+        }
+    }
+}
+
+impl RaftStateMachine<C> for StateMachine {
+    type SnapshotData = tokio::fs::File;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
+        Ok((self.last_applied.clone(), self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let index = entry.log_id.index;
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(cmd) => {
+                    tokio::task::block_in_place(|| self.apply_command(index, cmd))
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.last_applied = Some(entry.log_id.clone());
+                    self.save_state()?;
+                    Response::default()
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let meta = self.meta();
+        let name = Self::snapshot_file_name(&meta);
+        let path = self.snapshot_dir.join(&name);
+        let result = tokio::task::block_in_place(|| -> io::Result<()> {
+            self.store.write_snapshot(&path).map_err(io_err)?;
+            self.store.checkpoint().map_err(io_err)?;
+            self.save_state()?;
+            self.set_current_snapshot(&meta, &name)
+        });
+        match result {
+            Ok(()) => match tokio::fs::File::open(&path).await {
+                Ok(file) => SnapshotBuilder {
+                    snapshot: Some(Snapshot {
+                        meta,
+                        snapshot: file,
+                    }),
+                    error: None,
+                },
+                Err(e) => SnapshotBuilder {
+                    snapshot: None,
+                    error: Some(e.to_string()),
+                },
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "building snapshot failed");
+                SnapshotBuilder {
+                    snapshot: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<C>,
+        mut snapshot: tokio::fs::File,
+    ) -> Result<(), io::Error> {
+        let name = Self::snapshot_file_name(meta);
+        let path = self.snapshot_dir.join(&name);
+        let tmp = self.snapshot_dir.join(format!("{name}.tmp"));
+        {
+            let mut out = tokio::fs::File::create(&tmp).await?;
+            tokio::io::copy(&mut snapshot, &mut out).await?;
+            out.sync_all().await?;
+        }
+        tokio::fs::rename(&tmp, &path).await?;
+        tokio::task::block_in_place(|| -> io::Result<()> {
+            self.store.restore_snapshot(&path).map_err(io_err)?;
+            self.last_applied = meta.last_log_id.clone();
+            self.membership = meta.last_membership.clone();
+            self.save_state()?;
+            self.set_current_snapshot(meta, &name)
+        })?;
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<C, tokio::fs::File>>, io::Error> {
+        let Some(rec) = self.current_snapshot_record()? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshot_dir.join(&rec.file)).await?;
+        Ok(Some(Snapshot {
+            meta: rec.meta,
+            snapshot: file,
+        }))
+    }
+}

@@ -1,0 +1,257 @@
+//! A small synchronous HTTP client for the rqlite-compatible API, and the replies it
+//! returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::header::HeaderMap;
+use reqwest::redirect::Policy;
+use reqwest::Url;
+use serde_json::Value;
+
+/// How long a request may take before the client gives up. Writes during an election may
+/// wait for a leader, so this is generous.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a connection attempt may take. Loopback connections are refused at once
+/// when nothing listens, so this only matters for a wedged process.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+static NULL: Value = Value::Null;
+
+/// A read consistency level, rqlite's `level` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Read the node's local database, whatever its state.
+    None,
+    /// Read on the node that believes it is the leader.
+    Weak,
+    /// Read on the leader after it confirms leadership with a quorum (Raft §6.4).
+    Linearizable,
+    /// Read through the Raft log.
+    Strong,
+}
+
+impl Level {
+    /// The query parameter value: `none`, `weak`, `linearizable` or `strong`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "none",
+            Level::Weak => "weak",
+            Level::Linearizable => "linearizable",
+            Level::Strong => "strong",
+        }
+    }
+
+    /// Every level, weakest first.
+    pub const ALL: [Level; 4] = [Level::None, Level::Weak, Level::Linearizable, Level::Strong];
+}
+
+/// An HTTP reply: status, headers, the raw text, and the body parsed as JSON
+/// (`Value::Null` when it is not JSON, e.g. `/readyz`).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The HTTP status code, e.g. 200.
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub text: String,
+    /// The body parsed as JSON, or `Value::Null`.
+    pub body: Value,
+}
+
+impl Reply {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// A header's value, if present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `results` array of an execute/query reply, empty when absent.
+    pub fn results(&self) -> &[Value] {
+        self.body
+            .get("results")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The result in `slot` (one per statement), `Value::Null` when absent.
+    pub fn result(&self, slot: usize) -> &Value {
+        self.results().get(slot).unwrap_or(&NULL)
+    }
+
+    /// The rows of the first result: its `values`, or an empty array when the result
+    /// has none (rqlite omits `values` when no row matched).
+    pub fn rows(&self) -> Value {
+        self.result(0)
+            .get("values")
+            .cloned()
+            .unwrap_or_else(|| Value::Array(Vec::new()))
+    }
+
+    /// The stable error `code` of an error reply, e.g. `database_not_found`.
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("code").and_then(Value::as_str)
+    }
+
+    /// The `error` message of an error reply.
+    pub fn error(&self) -> Option<&str> {
+        self.body.get("error").and_then(Value::as_str)
+    }
+
+    /// The `error` of every result slot that has one, as `(slot, message)`.
+    pub fn slot_errors(&self) -> Vec<(usize, String)> {
+        self.results()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.get("error")
+                    .map(|e| (i, e.as_str().map_or_else(|| e.to_string(), str::to_string)))
+            })
+            .collect()
+    }
+
+    /// Whether this is a 200 reply without any per-statement error.
+    pub fn is_clean(&self) -> bool {
+        self.status == 200 && self.slot_errors().is_empty() && self.error().is_none()
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.text.trim_end())
+    }
+}
+
+/// A blocking HTTP client with short timeouts that neither follows redirects (so tests
+/// see a 301 as a 301), nor uses a proxy, nor keeps idle connections (a restarted node
+/// reuses its port, and a pooled connection to the old process would fail).
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: Client,
+}
+
+impl HttpClient {
+    /// A client with [`REQUEST_TIMEOUT`] and [`CONNECT_TIMEOUT`].
+    pub fn new() -> Result<Self> {
+        Self::with_timeout(REQUEST_TIMEOUT)
+    }
+
+    /// A client whose requests give up after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Result<Self> {
+        let client = Client::builder()
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .redirect(Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(HttpClient { client })
+    }
+
+    /// `base` + `path` with `params` appended to the query string. A param with an empty
+    /// value is appended as a bare key (`?transaction`, `&redirect`), the way rqlite's
+    /// flags are written; others are form-encoded (`q=SELECT+1`).
+    pub fn url(base: &str, path: &str, params: &[(&str, &str)]) -> Result<Url> {
+        let mut url = Url::parse(&format!("{base}{path}"))
+            .with_context(|| format!("bad URL {base}{path}"))?;
+        if !params.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in params {
+                if v.is_empty() {
+                    q.append_key_only(k);
+                } else {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    /// `GET base+path?params`.
+    pub fn get(&self, base: &str, path: &str, params: &[(&str, &str)]) -> Result<Reply> {
+        let url = Self::url(base, path, params)?;
+        send(self.client.get(url.clone()), "GET", &url)
+    }
+
+    /// `POST base+path?params` with `body` as JSON.
+    pub fn post(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Reply> {
+        let url = Self::url(base, path, params)?;
+        send(self.client.post(url.clone()).json(body), "POST", &url)
+    }
+
+    /// `POST base+path?params` with `body` sent as is, labelled `application/json`
+    /// (to send malformed JSON).
+    pub fn post_raw(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply> {
+        let url = Self::url(base, path, params)?;
+        let req = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        send(req, "POST", &url)
+    }
+
+    /// `POST base+path` with extra request headers and a JSON body.
+    pub fn post_with_headers(
+        &self,
+        base: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Reply> {
+        let url = Self::url(base, path, &[])?;
+        let mut req = self.client.post(url.clone()).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        send(req, "POST", &url)
+    }
+
+    /// `DELETE base+path`, with `body` as JSON when given.
+    pub fn delete(&self, base: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let url = Self::url(base, path, &[])?;
+        let mut req = self.client.delete(url.clone());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        send(req, "DELETE", &url)
+    }
+}
+
+fn send(req: RequestBuilder, method: &str, url: &Url) -> Result<Reply> {
+    let resp = req.send().with_context(|| format!("{method} {url}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp
+        .text()
+        .with_context(|| format!("reading the body of {method} {url}"))?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        headers,
+        text,
+        body,
+    })
+}

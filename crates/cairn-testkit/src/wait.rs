@@ -1,0 +1,56 @@
+//! Waiting for a condition with a deadline, instead of sleeping for a guessed time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+/// How often [`wait_until`] and [`wait_for`] poll their condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok(value)`, and returns that
+/// value. `Err(reason)` means "not yet"; the last reason is part of the error returned
+/// when `timeout` passes, so a failing test says what it last saw.
+///
+/// The loop is bounded twice: by `timeout`, and by a poll count of twice the number of
+/// intervals in `timeout` (plus a few), so a clock anomaly cannot make it spin forever.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> std::result::Result<T, String>,
+) -> Result<T> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let intervals = timeout.as_millis() / POLL_INTERVAL.as_millis().max(1);
+    let max_polls = u64::try_from(intervals)
+        .unwrap_or(u64::MAX / 4)
+        .saturating_mul(2)
+        + 10;
+    let mut last = String::from("never checked");
+    for _ in 0..max_polls {
+        match check() {
+            Ok(v) => return Ok(v),
+            Err(reason) => last = reason,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+    bail!(
+        "timed out after {:.1?} waiting for {what}; last seen: {last}",
+        start.elapsed()
+    )
+}
+
+/// Polls `cond` every [`POLL_INTERVAL`] until it returns true; returns an error naming
+/// `what` when `timeout` passes first. Bounded like [`wait_for`].
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    wait_for(timeout, what, || {
+        if cond() {
+            Ok(())
+        } else {
+            Err("condition false".to_string())
+        }
+    })
+}
