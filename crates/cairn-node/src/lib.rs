@@ -1,1 +1,122 @@
-//! placeholder
+//! A Cairn node: hosts the Raft group, applies consistency levels to reads, forwards
+//! writes to the leader, manages membership (bootstrap, join, remove, leader transfer) and
+//! reports status.
+//!
+//! Write path: `Node::execute` -> (`forward` to the leader's internal RPC when this node is
+//! a follower) -> `Raft::client_write` -> `LogStore::append` -> `StateMachine::apply` ->
+//! `Store::apply_execute`.
+
+mod bootstrap;
+mod error;
+mod node;
+mod queue;
+mod rpc;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use cairn_raft::{NodeAddr, RaftSettings, SECRET_HEADER};
+pub use error::{CommandError, NodeError};
+pub use node::{Node, NodeEntry, RaftStatus, Status};
+
+/// Read consistency levels, with rqlite's names and meanings
+/// (<https://rqlite.io/docs/api/read-consistency/>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Level {
+    /// Read this node's replica, whatever its role; may be stale (bounded by `freshness`).
+    None,
+    /// The leader reads its replica after checking locally that it is the leader; stale only
+    /// in the short window where a deposed leader has not noticed yet. rqlite's default.
+    #[default]
+    Weak,
+    /// The leader confirms its leadership with a quorum (Raft §6.4 ReadIndex) and waits
+    /// until it has applied the commit index, then reads: never stale.
+    Linearizable,
+    /// The read goes through the Raft log like a write: never stale, and slow.
+    Strong,
+    /// `none` on learners (read-only nodes), `weak` elsewhere.
+    Auto,
+}
+
+impl FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Level::None),
+            "weak" | "" => Ok(Level::Weak),
+            "linearizable" => Ok(Level::Linearizable),
+            "strong" => Ok(Level::Strong),
+            "auto" => Ok(Level::Auto),
+            other => Err(format!("unknown consistency level {other:?}")),
+        }
+    }
+}
+
+/// A member of the cluster: its id and addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Node id.
+    pub id: u64,
+    /// Its addresses.
+    pub addr: NodeAddr,
+}
+
+impl Peer {
+    /// `http://HOST:PORT` of its public API.
+    pub fn http_url(&self) -> String {
+        self.addr.http_url()
+    }
+
+    /// rqlite's description of a node: `{"id","api_addr","addr"}`.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "api_addr": self.http_url(),
+            "addr": self.addr.raft_addr,
+        })
+    }
+}
+
+/// A request to join the cluster, sent by a new node to any member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The new node's id.
+    pub id: u64,
+    /// Its public HTTP address, `HOST:PORT`.
+    pub http_addr: String,
+    /// Its node-to-node RPC address, `HOST:PORT`.
+    pub raft_addr: String,
+}
+
+/// The body of `/db/load`.
+#[derive(Debug, Clone)]
+pub enum LoadPayload {
+    /// A SQLite database file.
+    Sqlite(Vec<u8>),
+    /// A SQL script.
+    Script(String),
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id; unique in the cluster, never reused.
+    pub id: u64,
+    /// The bound public HTTP address, `HOST:PORT` (the real port when 0 was asked for).
+    pub http_addr: String,
+    /// The bound node-to-node RPC address, `HOST:PORT`.
+    pub raft_addr: String,
+    /// Where the log, the databases and snapshots live.
+    pub data_dir: PathBuf,
+    /// Shared by every node of the cluster; authenticates node-to-node traffic.
+    pub cluster_secret: String,
+    /// HTTP URLs of members to join through (or of all peers, with `bootstrap_expect`).
+    pub join: Vec<String>,
+    /// Form a new cluster once this many nodes (this one included) know each other.
+    pub bootstrap_expect: Option<usize>,
+    /// Raft timings and snapshot policy.
+    pub raft: RaftSettings,
+}

@@ -60,6 +60,14 @@ pub enum Command {
         /// The file's bytes.
         bytes: Vec<u8>,
     },
+    /// A read that goes through the log (`level=strong`): run on a read-only connection
+    /// when applied, so it changes nothing.
+    Query {
+        /// The database.
+        db: String,
+        /// The statements.
+        stmts: Vec<Statement>,
+    },
     /// Create a database.
     CreateDatabase {
         /// Its name.
@@ -79,6 +87,7 @@ impl std::fmt::Display for Command {
             Command::Queued { batches } => write!(f, "queued({} batches)", batches.len()),
             Command::Script { db, .. } => write!(f, "script({db})"),
             Command::Load { db, bytes } => write!(f, "load({db}, {} bytes)", bytes.len()),
+            Command::Query { db, stmts } => write!(f, "query({db}, {} stmts)", stmts.len()),
             Command::CreateDatabase { name } => write!(f, "create_database({name})"),
             Command::DropDatabase { name } => write!(f, "drop_database({name})"),
         }

@@ -45,8 +45,8 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            heartbeat_ms: 100,
-            election_timeout_ms: (300, 600),
+            heartbeat_ms: 50,
+            election_timeout_ms: (150, 300),
             snapshot_threshold: 8192,
         }
     }

@@ -205,7 +205,7 @@ impl RaftLogStorage<C> for LogStore {
         let t = tx.open_table(self.inner.logs).map_err(io_err)?;
         let last = match t.last().map_err(io_err)? {
             Some((_, v)) => Some(decode::<EntryOf<C>>(v.value())?.log_id()),
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -266,7 +266,7 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
-        let bytes = encode(&Some(log_id.clone()))?;
+        let bytes = encode(&Some(log_id))?;
         let mut tx = self.inner.db.begin_write().map_err(io_err)?;
         tx.set_durability(Durability::Immediate);
         {

@@ -33,6 +33,39 @@ pub struct RaftService {
     pub group: u64,
     /// Where received snapshots are spooled before they are installed.
     pub spool_dir: Arc<std::path::PathBuf>,
+    /// When a leader last reached this node.
+    pub contact: Arc<LeaderContact>,
+}
+
+/// When this node last accepted an `AppendEntries` from a leader: how a follower knows how
+/// stale its replica may be (rqlite's `freshness`).
+#[derive(Debug, Default)]
+pub struct LeaderContact {
+    /// Milliseconds since `epoch` of the last contact, plus one (0 = never).
+    last_ms: AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl LeaderContact {
+    fn epoch(&self) -> std::time::Instant {
+        *self.epoch.get_or_init(std::time::Instant::now)
+    }
+
+    /// Records a contact now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.epoch().elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_ms.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last contact; `None` when there was none.
+    pub fn elapsed_ms(&self) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return None;
+        }
+        let now = u64::try_from(self.epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(now.saturating_sub(last - 1))
+    }
 }
 
 /// Whether `headers` carry `secret` (compared in constant time, so the comparison's timing
@@ -81,31 +114,35 @@ fn bad(msg: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, msg.to_string()).into_response()
 }
 
-fn check_group(svc: &RaftService, group: u64) -> Result<(), Response> {
+fn check_group(svc: &RaftService, group: u64) -> Result<(), Box<Response>> {
     if group == svc.group {
         Ok(())
     } else {
-        Err((
-            StatusCode::NOT_FOUND,
-            format!("no raft group {group} on this node"),
-        )
-            .into_response())
+        let msg = format!("no raft group {group} on this node");
+        Err(Box::new((StatusCode::NOT_FOUND, msg).into_response()))
     }
 }
 
 async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
     if let Err(r) = check_group(&svc, group) {
-        return r;
+        return *r;
     }
     match decode(&body) {
-        Ok(req) => reply(&svc.raft.append_entries(req).await),
+        Ok(req) => {
+            let res = svc.raft.append_entries(req).await;
+            if matches!(&res, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+            {
+                svc.contact.touch();
+            }
+            reply(&res)
+        }
         Err(e) => bad(e),
     }
 }
 
 async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
     if let Err(r) = check_group(&svc, group) {
-        return r;
+        return *r;
     }
     match decode(&body) {
         Ok(req) => reply(&svc.raft.vote(req).await),
@@ -119,7 +156,7 @@ async fn transfer_leader(
     body: Bytes,
 ) -> Response {
     if let Err(r) = check_group(&svc, group) {
-        return r;
+        return *r;
     }
     match decode(&body) {
         Ok(req) => {
@@ -145,7 +182,7 @@ async fn snapshot(
     body: Body,
 ) -> Response {
     if let Err(r) = check_group(&svc, group) {
-        return r;
+        return *r;
     }
     let Some(meta) = headers
         .get(SNAPSHOT_META_HEADER)

@@ -86,7 +86,7 @@ impl StateMachine {
 
     fn meta(&self) -> SnapshotMetaOf<C> {
         SnapshotMetaOf::<C> {
-            last_log_id: self.last_applied.clone(),
+            last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
         }
     }
@@ -111,6 +111,7 @@ impl StateMachine {
             }
             Command::Script { db, sql } => s.apply_script(index, &db, &sql).map(|_| Vec::new()),
             Command::Load { db, bytes } => s.apply_load(index, &db, &bytes).map(|_| Vec::new()),
+            Command::Query { db, stmts } => s.query(&db, &stmts),
             Command::CreateDatabase { name } => s.create_database(index, &name).map(|_| Vec::new()),
             Command::DropDatabase { name } => s.drop_database(&name).map(|_| Vec::new()),
         };
@@ -187,7 +188,7 @@ impl RaftStateMachine<C> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -202,8 +203,8 @@ impl RaftStateMachine<C> for StateMachine {
                     tokio::task::block_in_place(|| self.apply_command(index, cmd))
                 }
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
-                    self.last_applied = Some(entry.log_id.clone());
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    self.last_applied = Some(entry.log_id);
                     self.save_state()?;
                     Response::default()
                 }
@@ -266,7 +267,7 @@ impl RaftStateMachine<C> for StateMachine {
         tokio::fs::rename(&tmp, &path).await?;
         tokio::task::block_in_place(|| -> io::Result<()> {
             self.store.restore_snapshot(&path).map_err(io_err)?;
-            self.last_applied = meta.last_log_id.clone();
+            self.last_applied = meta.last_log_id;
             self.membership = meta.last_membership.clone();
             self.save_state()?;
             self.set_current_snapshot(meta, &name)

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use crate::http::{HttpClient, Level, Reply};
 use crate::node::NodeProcess;
 use crate::ports::free_ports;
-use crate::wait::wait_for;
+use crate::wait::try_wait_for;
 use crate::{CATCH_UP_TIMEOUT, LEADER_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT};
 
 /// How long a status poll may take; a node that does not answer /status within this is
@@ -288,14 +288,15 @@ impl TestCluster {
         self.nodes.push(node);
         let i = self.nodes.len() - 1;
         self.nodes[i].read_node_json(START_TIMEOUT)?;
-        wait_for(START_TIMEOUT, &format!("node {id} to be a voter"), || {
+        try_wait_for(START_TIMEOUT, &format!("node {id} to be a voter"), || {
             self.check_alive(i)?;
-            let (_, s) = self.find_leader()?;
-            if s.voters.contains(&id) {
-                Ok(())
-            } else {
-                Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
-            }
+            Ok(self.find_leader()?.and_then(|(_, s)| {
+                if s.voters.contains(&id) {
+                    Ok(())
+                } else {
+                    Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
+                }
+            }))
         })?;
         self.wait_ready(i)?;
         Ok(i)
@@ -399,10 +400,9 @@ impl TestCluster {
             .collect()
     }
 
-    fn check_alive(&self, i: usize) -> std::result::Result<(), String> {
-        self.node(i)
-            .and_then(NodeProcess::check_alive)
-            .map_err(|e| format!("{e:#}"))
+    /// An error when node `i` was started, not stopped by the harness, but exited.
+    fn check_alive(&self, i: usize) -> Result<()> {
+        self.node(i)?.check_alive()
     }
 
     // ---- lifecycle ----
@@ -447,13 +447,13 @@ impl TestCluster {
     /// Waits up to [`START_TIMEOUT`] until node `i`'s `GET /readyz` answers 200.
     pub fn wait_ready(&self, i: usize) -> Result<()> {
         let base = self.base(i)?;
-        wait_for(START_TIMEOUT, &format!("node {} ready", self.id(i)), || {
+        try_wait_for(START_TIMEOUT, &format!("node {} ready", self.id(i)), || {
             self.check_alive(i)?;
-            match self.poll.get(&base, "/readyz", &[]) {
+            Ok(match self.poll.get(&base, "/readyz", &[]) {
                 Ok(r) if r.status == 200 => Ok(()),
                 Ok(r) => Err(r.to_string()),
                 Err(e) => Err(format!("{e:#}")),
-            }
+            })
         })
     }
 
@@ -473,15 +473,13 @@ impl TestCluster {
     }
 
     /// One look for the leader among running nodes: the node that reports itself
-    /// `Leader` with the highest term. `Err` describes what each node said.
-    fn find_leader(&self) -> std::result::Result<(usize, RaftStatus), String> {
+    /// `Leader` with the highest term. The inner `Err` describes what each node said;
+    /// the outer one means a node crashed.
+    fn find_leader(&self) -> Result<std::result::Result<(usize, RaftStatus), String>> {
         let mut best: Option<(usize, RaftStatus)> = None;
         let mut seen = Vec::new();
         for i in self.running() {
-            if let Err(e) = self.check_alive(i) {
-                seen.push(e);
-                continue;
-            }
+            self.check_alive(i)?;
             match self.raft_status(i) {
                 Ok(s) => {
                     seen.push(format!(
@@ -499,7 +497,7 @@ impl TestCluster {
                 Err(e) => seen.push(format!("node {}: {e:#}", self.id(i))),
             }
         }
-        best.ok_or_else(|| seen.join("; "))
+        Ok(best.ok_or_else(|| seen.join("; ")))
     }
 
     /// The index of the leader, waiting up to [`LEADER_TIMEOUT`] for one: the running
@@ -510,7 +508,9 @@ impl TestCluster {
 
     /// Like [`Self::leader`] with a chosen timeout.
     pub fn leader_within(&self, timeout: Duration) -> Result<usize> {
-        wait_for(timeout, "a leader", || self.find_leader().map(|(i, _)| i))
+        try_wait_for(timeout, "a leader", || {
+            Ok(self.find_leader()?.map(|(i, _)| i))
+        })
     }
 
     /// Running nodes other than the leader (waits for a leader like [`Self::leader`]).
@@ -524,13 +524,14 @@ impl TestCluster {
     pub fn wait_voters(&self, ids: &[u64]) -> Result<()> {
         let mut want = ids.to_vec();
         want.sort_unstable();
-        wait_for(START_TIMEOUT, &format!("voters {want:?}"), || {
-            let (_, s) = self.find_leader()?;
-            if s.voters == want && s.learners.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
-            }
+        try_wait_for(START_TIMEOUT, &format!("voters {want:?}"), || {
+            Ok(self.find_leader()?.and_then(|(_, s)| {
+                if s.voters == want && s.learners.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
+                }
+            }))
         })
     }
 
@@ -549,14 +550,13 @@ impl TestCluster {
     /// `index`.
     pub fn wait_applied(&self, i: usize, index: u64) -> Result<()> {
         let what = format!("node {} to apply index {index}", self.id(i));
-        wait_for(CATCH_UP_TIMEOUT, &what, || {
+        try_wait_for(CATCH_UP_TIMEOUT, &what, || {
             self.check_alive(i)?;
-            let s = self.raft_status(i).map_err(|e| format!("{e:#}"))?;
-            if s.applied_index >= index {
-                Ok(())
-            } else {
-                Err(format!("{s:?}"))
-            }
+            Ok(match self.raft_status(i) {
+                Ok(s) if s.applied_index >= index => Ok(()),
+                Ok(s) => Err(format!("{s:?}")),
+                Err(e) => Err(format!("{e:#}")),
+            })
         })
     }
 
@@ -564,16 +564,13 @@ impl TestCluster {
     /// returns exactly the rows `expected` (a JSON array of rows).
     pub fn wait_rows(&self, i: usize, sql: &str, expected: &Value) -> Result<()> {
         let what = format!("node {} to return {expected} for {sql}", self.id(i));
-        wait_for(CATCH_UP_TIMEOUT, &what, || {
+        try_wait_for(CATCH_UP_TIMEOUT, &what, || {
             self.check_alive(i)?;
-            let r = self
-                .query(i, sql, Level::None)
-                .map_err(|e| format!("{e:#}"))?;
-            if r.is_clean() && &r.rows() == expected {
-                Ok(())
-            } else {
-                Err(r.to_string())
-            }
+            Ok(match self.query(i, sql, Level::None) {
+                Ok(r) if r.is_clean() && &r.rows() == expected => Ok(()),
+                Ok(r) => Err(r.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            })
         })
     }
 

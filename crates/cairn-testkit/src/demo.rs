@@ -33,6 +33,9 @@ pub struct Demo {
     base_port: u16,
     nodes: u16,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Descendants seen so far, killed on drop if still alive: a demo that exits without
+    /// stopping its nodes must not leave them running after the test.
+    seen_descendants: Vec<u32>,
     dir: TempDir,
     _serial: MutexGuard<'static, ()>,
 }
@@ -88,10 +91,13 @@ impl Demo {
             base_port,
             nodes,
             lines,
+            seen_descendants: Vec::new(),
             dir,
             _serial: serial,
         };
-        if let Err(e) = demo.wait_for_line(&rx, "cluster ready", START_TIMEOUT) {
+        let ready = demo.wait_for_line(&rx, "cluster ready", START_TIMEOUT);
+        demo.remember_descendants();
+        if let Err(e) = ready {
             demo.dump_output();
             return Err(e);
         }
@@ -176,10 +182,19 @@ impl Demo {
         self.pid().map(descendants).unwrap_or_default()
     }
 
+    fn remember_descendants(&mut self) {
+        for pid in self.descendant_pids() {
+            if !self.seen_descendants.contains(&pid) {
+                self.seen_descendants.push(pid);
+            }
+        }
+    }
+
     /// Sends SIGINT to the demo process (not its process group: the demo must stop its
     /// children itself) and waits up to [`STOP_TIMEOUT`] for it to exit. Returns its
     /// exit status; when it does not exit in time it is killed and an error returned.
     pub fn interrupt(&mut self) -> Result<ExitStatus> {
+        self.remember_descendants();
         let mut child = self.child.take().context("the demo is not running")?;
         let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
         signal::kill(pid, Signal::SIGINT).context("sending SIGINT to the demo")?;
@@ -224,6 +239,14 @@ impl Drop for Demo {
         if self.child.is_some() {
             if let Err(e) = self.interrupt() {
                 eprintln!("stopping the demo: {e:#}");
+            }
+        }
+        for &pid in &self.seen_descendants {
+            if process_alive(pid) {
+                eprintln!("killing process {pid}, left running by the demo");
+                if let Ok(raw) = i32::try_from(pid) {
+                    let _ = signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
+                }
             }
         }
     }

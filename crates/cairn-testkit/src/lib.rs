@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Rules the harness follows so tests can too: every wait has a deadline and a bounded
-//! number of polls ([`wait_for`]); every process it starts is killed when its owner is
+//! number of polls ([`try_wait_for`]); every process it starts is killed when its owner is
 //! dropped, also on panic; when a test fails, the owner prints the processes' log tails.
 
 mod cluster;
@@ -35,7 +35,7 @@ pub use cluster::{ClusterOptions, Formation, RaftStatus, TestCluster};
 pub use demo::{descendants, process_alive, Demo};
 pub use http::{HttpClient, Level, Reply, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use ports::{free_port, free_port_range, free_ports};
-pub use wait::{wait_for, wait_until, POLL_INTERVAL};
+pub use wait::{try_wait_for, wait_for, wait_until, POLL_INTERVAL};
 
 /// How long a node may take to write `node.json` and answer `/readyz` with 200, and a
 /// cluster to list its voters, on a loaded 2-core machine with debug builds.

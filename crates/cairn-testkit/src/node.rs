@@ -13,7 +13,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::wait::wait_for;
+use crate::wait::{try_wait_for, wait_for};
 
 /// Proxy variables removed from every child's environment: cluster traffic is loopback
 /// and must not be sent to a proxy the test machine happens to configure.
@@ -142,9 +142,9 @@ impl NodeProcess {
         match child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(anyhow!(
-                "node {} exited unexpectedly ({status}); its log ends with:\n{}",
+                "node {} exited unexpectedly ({status}); the tail of {} is printed with the test output",
                 self.id,
-                self.log_tail(30)
+                self.stderr_path().display()
             )),
             Err(e) => Err(anyhow!("node {}: waiting on the process: {e}", self.id)),
         }
@@ -155,15 +155,12 @@ impl NodeProcess {
     pub fn read_node_json(&mut self, timeout: Duration) -> Result<()> {
         let path = self.data_dir.join("node.json");
         let id = self.id;
-        let (http, raft) = wait_for(timeout, &format!("{}", path.display()), || {
-            if let Err(e) = self.check_alive() {
-                return Err(format!("{e:#}"));
-            }
-            let text = fs::read_to_string(&path).map_err(|e| format!("not readable: {e}"))?;
-            parse_node_json(&text, id)
+        let (http, raft) = try_wait_for(timeout, &format!("{}", path.display()), || {
+            self.check_alive()?;
+            Ok(fs::read_to_string(&path)
+                .map_err(|e| format!("not readable: {e}"))
+                .and_then(|text| parse_node_json(&text, id)))
         })?;
-        // The process may have died while we were waiting; say so rather than time out.
-        self.check_alive()?;
         self.http_addr = Some(http);
         self.raft_addr = Some(raft);
         Ok(())

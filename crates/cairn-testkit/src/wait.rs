@@ -4,19 +4,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-/// How often [`wait_until`] and [`wait_for`] poll their condition.
+/// How often [`wait_until`], [`wait_for`] and [`try_wait_for`] poll their condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok(value)`, and returns that
-/// value. `Err(reason)` means "not yet"; the last reason is part of the error returned
-/// when `timeout` passes, so a failing test says what it last saw.
+/// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok(Ok(value))`, and returns
+/// that value. `Ok(Err(reason))` means "not yet": the last reason is part of the error
+/// returned when `timeout` passes, so a failing test says what it last saw. `Err(e)`
+/// means waiting is pointless (say, the process being waited on exited) and is returned
+/// at once.
 ///
 /// The loop is bounded twice: by `timeout`, and by a poll count of twice the number of
 /// intervals in `timeout` (plus a few), so a clock anomaly cannot make it spin forever.
-pub fn wait_for<T>(
+/// A single slow `check` can overrun `timeout` by its own duration.
+pub fn try_wait_for<T>(
     timeout: Duration,
     what: &str,
-    mut check: impl FnMut() -> std::result::Result<T, String>,
+    mut check: impl FnMut() -> Result<std::result::Result<T, String>>,
 ) -> Result<T> {
     let start = Instant::now();
     let deadline = start + timeout;
@@ -28,8 +31,9 @@ pub fn wait_for<T>(
     let mut last = String::from("never checked");
     for _ in 0..max_polls {
         match check() {
-            Ok(v) => return Ok(v),
-            Err(reason) => last = reason,
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(reason)) => last = reason,
+            Err(e) => return Err(e.context(format!("while waiting for {what}"))),
         }
         let now = Instant::now();
         if now >= deadline {
@@ -43,8 +47,17 @@ pub fn wait_for<T>(
     )
 }
 
+/// Like [`try_wait_for`] for checks that cannot fail: `Err(reason)` means "not yet".
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> std::result::Result<T, String>,
+) -> Result<T> {
+    try_wait_for(timeout, what, || Ok(check()))
+}
+
 /// Polls `cond` every [`POLL_INTERVAL`] until it returns true; returns an error naming
-/// `what` when `timeout` passes first. Bounded like [`wait_for`].
+/// `what` when `timeout` passes first. Bounded like [`try_wait_for`].
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
     wait_for(timeout, what, || {
         if cond() {

@@ -1,1 +1,42 @@
-fn main() {}
+//! The `cairn` command: parses flags and wires the crates together.
+
+mod config;
+mod demo;
+mod start;
+
+use clap::{Parser, Subcommand};
+
+/// Cairn: a distributed SQL database (Raft + SQLite) with an rqlite-compatible HTTP API.
+#[derive(Parser)]
+#[command(name = "cairn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start one node.
+    Start(Box<config::StartArgs>),
+    /// Start a local cluster of N nodes on 127.0.0.1 and run until Ctrl-C.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=error".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Start(args) => runtime.block_on(start::run(*args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+    }
+}

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use cairn_testkit::{process_alive, wait_until, Demo, HttpClient, STOP_TIMEOUT};
+use cairn_testkit::{process_alive, wait_for, wait_until, Demo, HttpClient, STOP_TIMEOUT};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -32,12 +32,13 @@ fn readme_quick_start_works() {
         }
     }
     assert_eq!(leaders, 1, "exactly one node line says leader: {lines:#?}");
-    assert!(
-        lines
+    // Then the curl lines of the quick start, aimed at the demo's nodes.
+    wait_until(STOP_TIMEOUT, "curl lines on the demo's stdout", || {
+        demo.stdout_lines()
             .iter()
-            .any(|l| l.contains("curl") && l.contains(&demo.url(1))),
-        "curl lines for the first node: {lines:#?}"
-    );
+            .any(|l| l.contains("curl") && l.contains(&demo.url(1)))
+    })
+    .expect("the demo prints curl lines for the first node");
 
     // curl -XPOST 'localhost:P/db/execute?pretty&timings' -H 'Content-Type: application/json' -d '[...]'
     let http = HttpClient::new().expect("client");
@@ -77,12 +78,26 @@ fn readme_quick_start_works() {
         "the demo handles SIGINT and exits by itself: {status}"
     );
     let ports = demo.ports();
-    wait_until(STOP_TIMEOUT, "every demo port to close", || {
-        ports.iter().all(|&p| !port_open(p))
+    wait_for(STOP_TIMEOUT, "every demo port to close", || {
+        let open: Vec<u16> = ports.iter().copied().filter(|&p| port_open(p)).collect();
+        if open.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still listening: {open:?}"))
+        }
     })
     .expect("no node of the demo still listens");
-    wait_until(STOP_TIMEOUT, "every demo child process to exit", || {
-        children.iter().all(|&pid| !process_alive(pid))
+    wait_for(STOP_TIMEOUT, "every demo child process to exit", || {
+        let alive: Vec<u32> = children
+            .iter()
+            .copied()
+            .filter(|&pid| process_alive(pid))
+            .collect();
+        if alive.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {alive:?}"))
+        }
     })
     .expect("no child of the demo is left running");
 }
