@@ -274,7 +274,16 @@ impl Node {
         }
         let fut = async {
             match rpc {
-                NodeRpc::Write(cmd) => self.propose(cmd).await.map(Reply::Response),
+                NodeRpc::Write(cmd) => {
+                    // Refuse a write to a database the leader does not have before it takes
+                    // a log entry: the leader has applied every create it acknowledged.
+                    if let Some(db) = cmd_database(&cmd) {
+                        if !self.store.exists(db) {
+                            return Err(cairn_sql::Error::NoSuchDatabase(db.to_string()).into());
+                        }
+                    }
+                    self.propose(cmd).await.map(Reply::Response)
+                }
                 NodeRpc::Query { db, stmts, level } => self
                     .leader_read(&db, stmts, level)
                     .await
@@ -791,6 +800,19 @@ impl Node {
             .map_err(|e| NodeError::Timeout(e.to_string()))?;
         Self::peer(&m, target)
             .ok_or_else(|| NodeError::Internal("new leader has no address".into()))
+    }
+}
+
+/// The database a data command writes to (`None` for commands that manage databases).
+fn cmd_database(cmd: &Command) -> Option<&str> {
+    match cmd {
+        Command::Execute { db, .. }
+        | Command::Script { db, .. }
+        | Command::Load { db, .. }
+        | Command::Query { db, .. } => Some(db),
+        Command::Queued { .. } | Command::CreateDatabase { .. } | Command::DropDatabase { .. } => {
+            None
+        }
     }
 }
 

@@ -66,7 +66,7 @@ impl RaftSettings {
             install_snapshot_timeout: 120_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
             max_in_snapshot_log_to_keep: (self.snapshot_threshold / 2).min(1000),
-            purge_batch_size: 256,
+            purge_batch_size: (self.snapshot_threshold / 4).clamp(1, 256),
             max_payload_entries: 256,
             ..Default::default()
         }

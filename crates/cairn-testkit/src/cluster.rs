@@ -75,6 +75,9 @@ pub struct RaftStatus {
     pub applied_index: u64,
     /// The last log index included in the latest snapshot, if there is one.
     pub snapshot_index: Option<u64>,
+    /// The highest log index purged from the log after a snapshot, if any. A Cairn
+    /// addition to the interface: `None` also when the field is absent.
+    pub purged_index: Option<u64>,
     /// Node IDs of the voters, sorted.
     pub voters: Vec<u64>,
     /// Node IDs of the learners, sorted.
@@ -129,6 +132,10 @@ impl RaftStatus {
             commit_index: u64_or_zero("commit_index")?,
             applied_index: u64_or_zero("applied_index")?,
             snapshot_index: opt_u64("snapshot_index")?,
+            purged_index: match raft.get("purged_index") {
+                None => None,
+                Some(_) => opt_u64("purged_index")?,
+            },
             voters: ids("voters")?,
             learners: ids("learners")?,
         })

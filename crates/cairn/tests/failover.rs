@@ -177,13 +177,20 @@ fn a_node_cut_off_from_the_quorum_refuses_writes_and_stale_reads() {
         c.get(f, "/readyz", &[]).is_ok_and(|r| r.status == 503)
     })
     .expect("/readyz reports the missing leader");
-    // ...and writes and leader reads are refused with a stable code.
+    // ...and writes and leader reads are refused with a stable code (once `timeout`,
+    // how long the node waits for a leader to appear, has passed).
     let r = c
-        .execute(f, &json!([["INSERT INTO t(id, v) VALUES(?, ?)", 2, "v2"]]))
+        .execute_with(
+            f,
+            &[("timeout", "1s")],
+            &json!([["INSERT INTO t(id, v) VALUES(?, ?)", 2, "v2"]]),
+        )
         .expect("the node answers");
     assert_eq!(r.status, 503, "{r}");
     assert_eq!(r.code(), Some("no_leader"), "{r}");
-    let r = c.query(f, sql, Level::Weak).expect("the node answers");
+    let r = c
+        .query_with(f, &[("q", sql), ("level", "weak"), ("timeout", "1s")])
+        .expect("the node answers");
     assert_eq!(r.status, 503, "{r}");
     assert_eq!(r.code(), Some("no_leader"), "{r}");
 

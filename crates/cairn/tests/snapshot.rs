@@ -1,5 +1,6 @@
-//! Log compaction: a node that was down while the leader snapshotted and purged its log
-//! catches up from the snapshot, and a cluster restarts from snapshot plus log.
+//! Log compaction: with `--snapshot-threshold 50`, a node that was down while the leader
+//! snapshotted and purged its log catches up from the snapshot, and a cluster restarts
+//! from snapshot plus log.
 
 use cairn_testkit::{wait_for, ClusterOptions, Level, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::json;
@@ -39,17 +40,24 @@ fn a_node_stopped_during_log_compaction_catches_up_from_a_snapshot() {
         )
         .expect("a write with one node down");
     }
-    let snap = wait_for(CATCH_UP_TIMEOUT, "the leader to snapshot", || {
+    // The leader snapshotted past where the stopped node was, and purged the log
+    // entries that node is missing, so it can only catch up from a snapshot.
+    let s = wait_for(CATCH_UP_TIMEOUT, "the leader to snapshot and purge", || {
         let s = c.raft_status(leader).map_err(|e| format!("{e:#}"))?;
-        match s.snapshot_index {
-            Some(x) if x >= stopped_at + ROWS - 2 * THRESHOLD => Ok(x),
-            _ => Err(format!("{s:?}")),
+        let snapshotted = s
+            .snapshot_index
+            .is_some_and(|x| x >= stopped_at + ROWS - 2 * THRESHOLD);
+        let purged = s.purged_index.is_some_and(|x| x > stopped_at);
+        if snapshotted && purged {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
         }
     })
-    .expect("the leader's snapshot covers most of the new writes");
+    .expect("the leader compacts its log past the stopped node");
     assert!(
-        snap > stopped_at,
-        "the snapshot ({snap}) is past where the stopped node was ({stopped_at})"
+        s.snapshot_index >= s.purged_index,
+        "only entries in a snapshot are purged: {s:?}"
     );
 
     // Restarted, the node catches up: every row, with the leader's snapshot installed.
