@@ -119,4 +119,7 @@ pub struct NodeConfig {
     pub bootstrap_expect: Option<usize>,
     /// Raft timings and snapshot policy.
     pub raft: RaftSettings,
+    /// The IP the raft listener is bound to; outgoing node-to-node connections use it as
+    /// their source address (unless it is unspecified, e.g. 0.0.0.0).
+    pub bind_ip: Option<std::net::IpAddr>,
 }

@@ -117,11 +117,16 @@ impl Node {
             .map_err(|e| internal(&e))?;
         let sm = StateMachine::open(store.clone(), &cfg.data_dir.join("snapshots"))
             .map_err(|e| internal(&e))?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| internal(&e))?;
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30));
+        // Connect from the IP the raft address is bound to, so that peers (and the test
+        // harness's fault-injecting proxies) see which node a connection comes from.
+        if let Some(ip) = cfg.bind_ip.filter(|ip| !ip.is_unspecified()) {
+            builder = builder.local_address(ip);
+        }
+        let http = builder.build().map_err(|e| internal(&e))?;
         let network = Network::new(http.clone(), cfg.cluster_secret.clone(), 0);
         let config = cfg.raft.config().map_err(|e| internal(&e))?;
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)

@@ -76,6 +76,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         join: s.join.clone(),
         bootstrap_expect: s.bootstrap_expect,
         raft: s.raft.clone(),
+        bind_ip: Some(raft_listener.local_addr()?.ip()),
     };
     let node = Node::start(&cfg).await.context("starting the node")?;
     let internal = axum::serve(raft_listener, node.internal_router())
