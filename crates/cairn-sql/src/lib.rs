@@ -2,12 +2,19 @@
 //! result formats, and the rewrite that makes writes deterministic. It knows nothing of
 //! Raft: the state machine in `cairn-raft` calls [`Store`] with log indexes.
 
+mod builder;
+mod condition;
 mod database;
 mod result;
 mod rewrite;
 mod store;
 mod value;
 
+pub use builder::{
+    aggregate, column_def, create_table, delete, insert, parse_column_list, quote_ident, select, update, where_clause,
+    Aggregate, ColumnSpec, Filter, Fragment, Op, Select,
+};
+pub use condition::parse_condition;
 pub use database::{is_read_only, MAX_ROWS};
 pub use result::{render_value, Encoding, Outcome, Rows, StatementResult};
 pub use rewrite::make_deterministic;
