@@ -13,6 +13,7 @@ use crate::{json_response, AppState};
 type Pairs = Query<Vec<(String, String)>>;
 
 /// `GET /status`: this node, its Raft state and its store.
+#[utoipa::path(get, path = "/status", tag = "cluster", responses((status = 200, description = "Node, Raft and store status", body = serde_json::Value)))]
 pub async fn status(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -26,6 +27,7 @@ pub async fn status(
 
 /// `GET /nodes`: every member, keyed by id (rqlite's legacy shape), or with `ver=2` as
 /// `{"nodes": [...]}`. Reachability is checked by contacting each node.
+#[utoipa::path(get, path = "/nodes", tag = "cluster", params(("ver" = Option<String>, Query, description = "2 for {\"nodes\": [...]}")), responses((status = 200, description = "Members by id", body = serde_json::Value)))]
 pub async fn nodes(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -47,6 +49,7 @@ pub async fn nodes(
 /// `GET /readyz`: 200 with `[+]node ok` lines when the node knows a leader (or with
 /// `noleader`), 503 otherwise; `sync` waits until this node has applied what the leader
 /// had committed (rqlite's `/readyz`).
+#[utoipa::path(get, path = "/readyz", tag = "cluster", params(("noleader" = Option<String>, Query, description = "Do not require a leader"), ("sync" = Option<String>, Query, description = "Wait until caught up")), responses((status = 200, description = "[+]node ok lines", content_type = "text/plain"), (status = 503, description = "Not ready", content_type = "text/plain")))]
 pub async fn readyz(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -83,6 +86,7 @@ pub async fn readyz(
 }
 
 /// `GET /leader`: the current leader, or 503 when there is none.
+#[utoipa::path(get, path = "/leader", tag = "cluster", responses((status = 200, description = "The leader", body = serde_json::Value), (status = 503, description = "No leader", body = crate::error::ErrorBody)))]
 pub async fn leader(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -95,6 +99,7 @@ pub async fn leader(
 
 /// `POST /leader`: the leader hands leadership to another voter (Raft §3.10 leadership
 /// transfer); on a follower the request is forwarded.
+#[utoipa::path(post, path = "/leader", tag = "cluster", responses((status = 200, description = "The new leader", body = serde_json::Value), (status = 400, description = "No other voter", body = crate::error::ErrorBody)))]
 pub async fn step_down(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -107,6 +112,7 @@ pub async fn step_down(
 
 /// `DELETE /remove` with `{"id": "3"}` (a string or a number): removes a node from the
 /// cluster through the leader.
+#[utoipa::path(delete, path = "/remove", tag = "cluster", request_body(content = serde_json::Value, description = "{\"id\": \"3\"}"), responses((status = 200, description = "Removed", body = serde_json::Value), (status = 404, description = "Not a member", body = crate::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -131,6 +137,7 @@ pub async fn remove(
 
 /// `POST /join` with a [`JoinRequest`] and the cluster secret in `x-cairn-secret`: adds the
 /// node as a learner, then as a voter once it has caught up.
+#[utoipa::path(post, path = "/join", tag = "cluster", request_body(content = serde_json::Value, description = "{\"id\", \"http_addr\", \"raft_addr\"} with the x-cairn-secret header"), responses((status = 200, description = "Joined", body = serde_json::Value), (status = 401, description = "Wrong secret", body = crate::error::ErrorBody)))]
 pub async fn join(
     State(state): State<AppState>,
     Query(pairs): Pairs,

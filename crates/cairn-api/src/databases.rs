@@ -12,6 +12,7 @@ use crate::{json_response, AppState};
 type Pairs = Query<Vec<(String, String)>>;
 
 /// `GET /v1/databases`: `{"databases":[{"name","size_bytes"}]}` from this node's replica.
+#[utoipa::path(get, path = "/v1/databases", tag = "databases", responses((status = 200, description = "{\"databases\": [{\"name\",\"size_bytes\"}]}", body = serde_json::Value)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -31,6 +32,7 @@ pub async fn list(
 }
 
 /// `POST /v1/databases` with `{"name": "school"}`: 201 when created, 409 when it exists.
+#[utoipa::path(post, path = "/v1/databases", tag = "databases", request_body(content = serde_json::Value, description = "{\"name\": \"school\"}"), responses((status = 201, description = "Created", body = serde_json::Value), (status = 400, description = "Bad name", body = crate::error::ErrorBody), (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -52,6 +54,7 @@ pub async fn create(
 
 /// `DELETE /v1/databases/{name}`: leader only; a follower answers 403 `not_leader` with the
 /// leader's address (dropping a database is the leader's alone, as the seeds require).
+#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases", params(("db" = String, Path, description = "Database")), responses((status = 200, description = "Dropped", body = serde_json::Value), (status = 403, description = "Not the leader: the body names it", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn drop(
     State(state): State<AppState>,
     Query(pairs): Pairs,

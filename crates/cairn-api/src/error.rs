@@ -6,6 +6,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cairn_node::NodeError;
 
+/// The JSON body of every error, as documented in the OpenAPI description.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// A stable code to match on, e.g. `database_not_found`.
+    pub code: String,
+    /// The leader's HTTP URL, when the request must go there.
+    pub leader: Option<String>,
+}
+
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {

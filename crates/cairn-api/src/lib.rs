@@ -5,16 +5,21 @@ mod cluster;
 mod databases;
 mod error;
 mod flags;
+mod rest;
 mod rqlite;
+mod seeds;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::Router;
 use cairn_node::Node;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use flags::Flags;
@@ -29,25 +34,87 @@ pub struct AppState {
     pub node: Arc<Node>,
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cairn", description = "Cairn's HTTP API: rqlite-compatible /db/*, REST /v1/*, cluster routes and the original documents' routes."),
+    tags(
+        (name = "rqlite", description = "rqlite-compatible data API"),
+        (name = "cluster", description = "Membership, leadership and health"),
+        (name = "databases", description = "Logical databases"),
+        (name = "tables", description = "Tables with typed columns"),
+        (name = "rows", description = "Rows and aggregates, without SQL"),
+        (name = "seeds", description = "The original requirement documents' routes"),
+    )
+)]
+struct ApiDoc;
+
+/// Every documented route with its OpenAPI description, built from the handlers'
+/// annotations: a route cannot be served without being described.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(rqlite::execute))
+        .routes(routes!(rqlite::query))
+        .routes(routes!(rqlite::request))
+        .routes(routes!(rqlite::backup))
+        .routes(routes!(rqlite::load))
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::nodes))
+        .routes(routes!(cluster::readyz))
+        .routes(routes!(cluster::leader, cluster::step_down))
+        .routes(routes!(cluster::remove))
+        .routes(routes!(cluster::join))
+        .routes(routes!(databases::list, databases::create))
+        .routes(routes!(rest::get_database, databases::drop))
+        .routes(routes!(rest::create_table, rest::list_tables))
+        .routes(routes!(
+            rest::get_table,
+            rest::drop_table,
+            rest::alter_table
+        ))
+        .routes(routes!(
+            rest::insert,
+            rest::search,
+            rest::update,
+            rest::delete
+        ))
+        .routes(routes!(rest::aggregate))
+        .routes(routes!(seeds::create_table_001))
+        .routes(routes!(seeds::insert))
+        .routes(routes!(seeds::search_001))
+        .routes(routes!(seeds::ping))
+        .routes(routes!(seeds::createdb))
+        .routes(routes!(seeds::dropdb))
+        .routes(routes!(seeds::createtable))
+        .routes(routes!(seeds::select))
+        .routes(routes!(seeds::update))
+        .routes(routes!(seeds::delete))
+        .routes(routes!(seeds::create_db_004))
+        .routes(routes!(seeds::drop_db_004))
+        .routes(routes!(seeds::create_table_004))
+        .routes(routes!(seeds::delete_table_004))
+        .routes(routes!(seeds::metadata))
+        .routes(routes!(seeds::health))
+        .routes(routes!(seeds::map_reduce_count))
+        .routes(routes!(seeds::security_check))
+}
+
+/// The OpenAPI 3 description of every route, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
 /// The complete public router.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/db/execute", post(rqlite::execute))
-        .route("/db/query", get(rqlite::query).post(rqlite::query))
-        .route("/db/request", post(rqlite::request))
-        .route("/db/backup", get(rqlite::backup))
-        .route("/db/load", post(rqlite::load))
-        .route("/status", get(cluster::status))
-        .route("/nodes", get(cluster::nodes))
-        .route("/readyz", get(cluster::readyz))
-        .route("/leader", get(cluster::leader).post(cluster::step_down))
-        .route("/remove", delete(cluster::remove))
-        .route("/join", post(cluster::join))
+    let (routes, api) = documented_routes().split_for_parts();
+    let api = Arc::new(api);
+    routes
         .route(
-            "/v1/databases",
-            get(databases::list).post(databases::create),
+            "/v1/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
         )
-        .route("/v1/databases/{name}", delete(databases::drop))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
@@ -102,4 +169,30 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value, pretty: bool)
     }
     .unwrap_or_else(|_| "{}".into());
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described_once() {
+        let api = openapi();
+        let paths: Vec<&String> = api.paths.paths.keys().collect();
+        for p in [
+            "/db/execute",
+            "/db/query",
+            "/v1/databases/{db}/tables/{table}/rows",
+            "/v1/databases/{db}/tables/{table}/aggregate",
+            "/create_table",
+            "/map-reduce-count",
+            "/security-check",
+        ] {
+            assert!(
+                paths.iter().any(|x| x.as_str() == p),
+                "{p} is missing from {paths:?}"
+            );
+        }
+        assert!(paths.len() >= 35, "{} paths", paths.len());
+    }
 }

@@ -74,6 +74,10 @@ fn redirect_to_leader(
 }
 
 /// `POST /db/execute`: writes, through the leader.
+#[utoipa::path(post, path = "/db/execute", tag = "rqlite",
+    params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("transaction" = Option<String>, Query, description = "All or nothing"), ("queue" = Option<String>, Query, description = "Queue and answer at once"), ("wait" = Option<String>, Query, description = "With queue: wait for the write"), ("redirect" = Option<String>, Query, description = "Answer 301 to the leader instead of forwarding")),
+    request_body(content = serde_json::Value, description = "JSON array of statements: \"SQL\", [\"SQL ?\", v...] or [\"SQL :n\", {\"n\": v}]"),
+    responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader", body = crate::error::ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -103,6 +107,10 @@ pub async fn execute(
 }
 
 /// `GET /db/query?q=...` or `POST /db/query`: reads at the requested consistency level.
+#[utoipa::path(method(get, post), path = "/db/query", tag = "rqlite",
+    params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("q" = Option<String>, Query, description = "SQL (GET)"), ("level" = Option<String>, Query, description = "none, weak (default), linearizable, strong, auto"), ("freshness" = Option<String>, Query, description = "With level=none: refuse if the leader was not heard from within this, e.g. 1s"), ("associative" = Option<String>, Query, description = "Rows as objects"), ("blob_array" = Option<String>, Query, description = "BLOBs as byte arrays"), ("redirect" = Option<String>, Query, description = "301 to the leader")),
+    request_body(content = serde_json::Value, description = "POST: JSON array of statements"),
+    responses((status = 200, description = "{\"results\": [{\"columns\",\"types\",\"values\"}]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader or stale read", body = crate::error::ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -142,6 +150,10 @@ pub async fn query(
 
 /// `POST /db/request`: a mix of reads and writes; an all-read batch is served as a query,
 /// anything else goes through the log as one entry.
+#[utoipa::path(post, path = "/db/request", tag = "rqlite",
+    params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("transaction" = Option<String>, Query, description = "All or nothing"), ("level" = Option<String>, Query, description = "Read consistency for an all-read batch")),
+    request_body(content = serde_json::Value, description = "JSON array of statements, reads and writes mixed"),
+    responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn request(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -180,6 +192,9 @@ pub async fn request(
 
 /// `GET /db/backup`: this node's copy of the database as a SQLite file, or a SQL dump with
 /// `fmt=sql`. Served locally, like rqlite's default (no leader round trip).
+#[utoipa::path(get, path = "/db/backup", tag = "rqlite",
+    params(("db" = Option<String>, Query, description = "Database (default main)"), ("fmt" = Option<String>, Query, description = "sql for a text dump")),
+    responses((status = 200, description = "The SQLite file, or a SQL dump", content_type = "application/octet-stream"), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn backup(
     State(state): State<AppState>,
     Query(pairs): Pairs,
@@ -205,6 +220,10 @@ pub async fn backup(
 
 /// `POST /db/load`: replaces the database with a SQLite file (detected by its header) or
 /// runs a SQL script, through the log.
+#[utoipa::path(post, path = "/db/load", tag = "rqlite",
+    params(("db" = Option<String>, Query, description = "Database (default main)")),
+    request_body(content = String, description = "A SQLite database file, or a SQL script", content_type = "application/octet-stream"),
+    responses((status = 200, description = "Loaded", body = serde_json::Value), (status = 400, description = "Not a database or a failing script; nothing changed", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn load(
     State(state): State<AppState>,
     Query(pairs): Pairs,

@@ -7,14 +7,18 @@ use crate::store::validate_name;
 use crate::value::{Params, Statement, Value};
 use crate::Error;
 
-/// Validates `name` as a table or column name and returns it double-quoted.
+/// Validates `name` as a table or column name and returns it quoted as `[name]`.
+///
+/// Square brackets, not double quotes: SQLite reads a double-quoted name that matches no
+/// column as a string literal (its "DQS" misfeature), which would turn a filter on an
+/// unknown column into a silent no-match instead of an error.
 ///
 /// # Errors
 /// [`Error::BadIdentifier`] unless it is 1-64 letters, digits or underscores, not starting
 /// with a digit. Reserved words are fine: we always quote.
 pub fn quote_ident(name: &str) -> Result<String, Error> {
     validate_name(name)?;
-    Ok(format!("\"{name}\""))
+    Ok(format!("[{name}]"))
 }
 
 /// One column of a new table.
@@ -49,12 +53,16 @@ fn validate_type(ty: &str) -> Result<(), Error> {
     };
     let words_ok = !words.trim().is_empty()
         && words.len() <= 64
-        && words
-            .split_whitespace()
-            .all(|w| w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !w.as_bytes()[0].is_ascii_digit());
+        && words.split_whitespace().all(|w| {
+            w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !w.as_bytes()[0].is_ascii_digit()
+        });
     let args_ok = args.is_none_or(|a| {
         let parts: Vec<&str> = a.split(',').map(str::trim).collect();
-        parts.len() <= 2 && parts.iter().all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+        parts.len() <= 2
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
     });
     if words_ok && args_ok {
         Ok(())
@@ -70,7 +78,11 @@ fn literal(v: &serde_json::Value) -> Result<String, Error> {
         serde_json::Value::Bool(b) => i32::from(*b).to_string(),
         serde_json::Value::Number(n) => n.to_string(),
         serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-        other => return Err(Error::BadRequest(format!("default {other} is not a scalar"))),
+        other => {
+            return Err(Error::BadRequest(format!(
+                "default {other} is not a scalar"
+            )))
+        }
     })
 }
 
@@ -107,12 +119,17 @@ pub fn column_def(c: &ColumnSpec, inline_pk: bool) -> Result<String, Error> {
 /// [`Error::BadRequest`] for no columns or a repeated column; errors of [`column_def`].
 pub fn create_table(table: &str, cols: &[ColumnSpec]) -> Result<Statement, Error> {
     if cols.is_empty() {
-        return Err(Error::BadRequest("a table needs at least one column".into()));
+        return Err(Error::BadRequest(
+            "a table needs at least one column".into(),
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for c in cols {
         if !seen.insert(c.name.to_ascii_lowercase()) {
-            return Err(Error::BadRequest(format!("column {} is given twice", c.name)));
+            return Err(Error::BadRequest(format!(
+                "column {} is given twice",
+                c.name
+            )));
         }
     }
     let pks: Vec<&ColumnSpec> = cols.iter().filter(|c| c.primary_key).collect();
@@ -121,10 +138,17 @@ pub fn create_table(table: &str, cols: &[ColumnSpec]) -> Result<Statement, Error
         .map(|c| column_def(c, pks.len() == 1 && c.primary_key))
         .collect::<Result<Vec<_>, _>>()?;
     if pks.len() > 1 {
-        let names = pks.iter().map(|c| quote_ident(&c.name)).collect::<Result<Vec<_>, _>>()?;
+        let names = pks
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect::<Result<Vec<_>, _>>()?;
         defs.push(format!("PRIMARY KEY ({})", names.join(", ")));
     }
-    Ok(Statement::new(format!("CREATE TABLE {} ({})", quote_ident(table)?, defs.join(", "))))
+    Ok(Statement::new(format!(
+        "CREATE TABLE {} ({})",
+        quote_ident(table)?,
+        defs.join(", ")
+    )))
 }
 
 /// Parses a column definition string such as `id INT, name VARCHAR(255)` (seeds 002/003)
@@ -153,7 +177,9 @@ pub fn parse_column_list(defs: &str) -> Result<Vec<ColumnSpec>, Error> {
     for part in parts {
         let part = part.trim();
         if part.is_empty() {
-            return Err(Error::BadRequest(format!("empty column definition in {defs:?}")));
+            return Err(Error::BadRequest(format!(
+                "empty column definition in {defs:?}"
+            )));
         }
         let (name, rest) = part.split_once(char::is_whitespace).unwrap_or((part, ""));
         let mut rest = rest.trim().to_string();
@@ -161,7 +187,12 @@ pub fn parse_column_list(defs: &str) -> Result<Vec<ColumnSpec>, Error> {
             name: name.trim_matches(|c| c == '"' || c == '`').to_string(),
             ..ColumnSpec::default()
         };
-        for (words, flag) in [("PRIMARY KEY", 0), ("NOT NULL", 1), ("UNIQUE", 2), ("AUTO_INCREMENT", 3)] {
+        for (words, flag) in [
+            ("PRIMARY KEY", 0),
+            ("NOT NULL", 1),
+            ("UNIQUE", 2),
+            ("AUTO_INCREMENT", 3),
+        ] {
             let upper = rest.to_ascii_uppercase();
             if let Some(pos) = upper.find(words) {
                 rest.replace_range(pos..pos + words.len(), "");
@@ -258,15 +289,17 @@ pub fn where_clause(filters: &[Filter]) -> Result<Fragment, Error> {
     for f in filters {
         let col = quote_ident(&f.column)?;
         let one = || {
-            f.values
-                .first()
-                .cloned()
-                .ok_or_else(|| Error::BadRequest(format!("no value for the filter on {}", f.column)))
+            f.values.first().cloned().ok_or_else(|| {
+                Error::BadRequest(format!("no value for the filter on {}", f.column))
+            })
         };
         match f.op {
             Op::In | Op::NotIn => {
                 if f.values.is_empty() {
-                    return Err(Error::BadRequest(format!("empty list for the filter on {}", f.column)));
+                    return Err(Error::BadRequest(format!(
+                        "empty list for the filter on {}",
+                        f.column
+                    )));
                 }
                 let marks = vec!["?"; f.values.len()].join(", ");
                 let not = if f.op == Op::NotIn { "NOT " } else { "" };
@@ -276,13 +309,16 @@ pub fn where_clause(filters: &[Filter]) -> Result<Fragment, Error> {
             Op::Is => {
                 let v = one()?;
                 let not_null = matches!(&v, Value::Text(t) if t.eq_ignore_ascii_case("notnull") || t.eq_ignore_ascii_case("not_null") || t.eq_ignore_ascii_case("not null"));
-                let null = matches!(&v, Value::Null) || matches!(&v, Value::Text(t) if t.eq_ignore_ascii_case("null"));
+                let null = matches!(&v, Value::Null)
+                    || matches!(&v, Value::Text(t) if t.eq_ignore_ascii_case("null"));
                 if not_null {
                     parts.push(format!("{col} IS NOT NULL"));
                 } else if null {
                     parts.push(format!("{col} IS NULL"));
                 } else {
-                    return Err(Error::BadRequest(format!("[is] takes null or notnull, got {v:?}")));
+                    return Err(Error::BadRequest(format!(
+                        "[is] takes null or notnull, got {v:?}"
+                    )));
                 }
             }
             op => {
@@ -334,14 +370,28 @@ pub fn select(s: &Select) -> Result<Statement, Error> {
     let cols = if s.columns.is_empty() {
         "*".to_string()
     } else {
-        s.columns.iter().map(|c| quote_ident(c)).collect::<Result<Vec<_>, _>>()?.join(", ")
+        s.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", ")
     };
-    let mut sql = format!("SELECT {cols} FROM {}{}", quote_ident(&s.table)?, s.filter.sql);
+    let mut sql = format!(
+        "SELECT {cols} FROM {}{}",
+        quote_ident(&s.table)?,
+        s.filter.sql
+    );
     if !s.order_by.is_empty() {
         let parts = s
             .order_by
             .iter()
-            .map(|(c, desc)| Ok(format!("{}{}", quote_ident(c)?, if *desc { " DESC" } else { "" })))
+            .map(|(c, desc)| {
+                Ok(format!(
+                    "{}{}",
+                    quote_ident(c)?,
+                    if *desc { " DESC" } else { "" }
+                ))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
     }
@@ -357,7 +407,11 @@ pub fn select(s: &Select) -> Result<Statement, Error> {
 fn with_params(sql: String, params: Vec<Value>) -> Statement {
     Statement {
         sql,
-        params: if params.is_empty() { Params::None } else { Params::Positional(params) },
+        params: if params.is_empty() {
+            Params::None
+        } else {
+            Params::Positional(params)
+        },
     }
 }
 
@@ -365,15 +419,31 @@ fn with_params(sql: String, params: Vec<Value>) -> Statement {
 ///
 /// # Errors
 /// [`Error::BadIdentifier`], [`Error::BadRequest`] for an empty row or a non-scalar value.
-pub fn insert(table: &str, row: &serde_json::Map<String, serde_json::Value>) -> Result<Statement, Error> {
+pub fn insert(
+    table: &str,
+    row: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Statement, Error> {
     if row.is_empty() {
-        return Ok(Statement::new(format!("INSERT INTO {} DEFAULT VALUES", quote_ident(table)?)));
+        return Ok(Statement::new(format!(
+            "INSERT INTO {} DEFAULT VALUES",
+            quote_ident(table)?
+        )));
     }
-    let cols = row.keys().map(|c| quote_ident(c)).collect::<Result<Vec<_>, _>>()?;
-    let vals = row.values().map(Value::from_json).collect::<Result<Vec<_>, _>>()?;
+    let cols = row
+        .keys()
+        .map(|c| quote_ident(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vals = row
+        .values()
+        .map(Value::from_json)
+        .collect::<Result<Vec<_>, _>>()?;
     let marks = vec!["?"; cols.len()].join(", ");
     Ok(with_params(
-        format!("INSERT INTO {} ({}) VALUES ({marks})", quote_ident(table)?, cols.join(", ")),
+        format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            quote_ident(table)?,
+            cols.join(", ")
+        ),
         vals,
     ))
 }
@@ -398,7 +468,12 @@ pub fn update(
     }
     params.extend(filter.params.iter().cloned());
     Ok(with_params(
-        format!("UPDATE {} SET {}{}", quote_ident(table)?, parts.join(", "), filter.sql),
+        format!(
+            "UPDATE {} SET {}{}",
+            quote_ident(table)?,
+            parts.join(", "),
+            filter.sql
+        ),
         params,
     ))
 }
@@ -448,10 +523,19 @@ pub fn aggregate(a: &Aggregate) -> Result<Statement, Error> {
     }
     let n_groups = exprs.len();
     if let Some(c) = &a.count {
-        let arg = if c == "*" { "*".to_string() } else { quote_ident(c)? };
+        let arg = if c == "*" {
+            "*".to_string()
+        } else {
+            quote_ident(c)?
+        };
         exprs.push(format!("COUNT({arg}) AS \"count\""));
     }
-    for (func, cols) in [("SUM", &a.sum), ("AVG", &a.avg), ("MIN", &a.min), ("MAX", &a.max)] {
+    for (func, cols) in [
+        ("SUM", &a.sum),
+        ("AVG", &a.avg),
+        ("MIN", &a.min),
+        ("MAX", &a.max),
+    ] {
         for c in cols {
             exprs.push(format!(
                 "{func}({}) AS \"{}_{c}\"",
@@ -465,9 +549,18 @@ pub fn aggregate(a: &Aggregate) -> Result<Statement, Error> {
             "ask for at least one of count, sum, avg, min, max".into(),
         ));
     }
-    let mut sql = format!("SELECT {} FROM {}{}", exprs.join(", "), quote_ident(&a.table)?, a.filter.sql);
+    let mut sql = format!(
+        "SELECT {} FROM {}{}",
+        exprs.join(", "),
+        quote_ident(&a.table)?,
+        a.filter.sql
+    );
     if n_groups > 0 {
-        let groups = a.group_by.iter().map(|g| quote_ident(g)).collect::<Result<Vec<_>, _>>()?;
+        let groups = a
+            .group_by
+            .iter()
+            .map(|g| quote_ident(g))
+            .collect::<Result<Vec<_>, _>>()?;
         sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", groups.join(", ")));
     }
     Ok(with_params(sql, a.filter.params.clone()))
@@ -480,12 +573,27 @@ mod tests {
     #[test]
     fn create_table_quotes_and_validates() {
         let cols = vec![
-            ColumnSpec { name: "id".into(), ty: "INTEGER".into(), primary_key: true, ..ColumnSpec::default() },
-            ColumnSpec { name: "order".into(), ty: "VARCHAR(255)".into(), not_null: true, default: Some("x'y".into()), ..ColumnSpec::default() },
+            ColumnSpec {
+                name: "id".into(),
+                ty: "INTEGER".into(),
+                primary_key: true,
+                ..ColumnSpec::default()
+            },
+            ColumnSpec {
+                name: "order".into(),
+                ty: "VARCHAR(255)".into(),
+                not_null: true,
+                default: Some("x'y".into()),
+                ..ColumnSpec::default()
+            },
         ];
         let s = create_table("t", &cols).expect("valid");
-        assert_eq!(s.sql, "CREATE TABLE \"t\" (\"id\" INTEGER PRIMARY KEY, \"order\" VARCHAR(255) NOT NULL DEFAULT 'x''y')");
-        let bad = vec![ColumnSpec { name: "a".into(), ty: "INT); DROP TABLE t; --".into(), ..ColumnSpec::default() }];
+        assert_eq!(s.sql, "CREATE TABLE [t] ([id] INTEGER PRIMARY KEY, [order] VARCHAR(255) NOT NULL DEFAULT 'x''y')");
+        let bad = vec![ColumnSpec {
+            name: "a".into(),
+            ty: "INT); DROP TABLE t; --".into(),
+            ..ColumnSpec::default()
+        }];
         assert!(create_table("t", &bad).is_err());
         assert!(create_table("t;x", &cols).is_err());
         assert!(create_table("t", &[]).is_err());
@@ -493,7 +601,10 @@ mod tests {
 
     #[test]
     fn column_list_strings() {
-        let cols = parse_column_list("id INT PRIMARY KEY, name VARCHAR(255) NOT NULL, price DECIMAL(10, 2)").expect("valid");
+        let cols = parse_column_list(
+            "id INT PRIMARY KEY, name VARCHAR(255) NOT NULL, price DECIMAL(10, 2)",
+        )
+        .expect("valid");
         assert_eq!(cols.len(), 3);
         assert!(cols[0].primary_key);
         assert_eq!(cols[1].ty, "VARCHAR(255)");
@@ -504,14 +615,34 @@ mod tests {
     #[test]
     fn filters_bind_values() {
         let f = where_clause(&[
-            Filter { column: "age".into(), op: Op::Gte, values: vec![Value::Text("18".into())] },
-            Filter { column: "grade".into(), op: Op::In, values: vec![Value::Text("A".into()), Value::Text("B".into())] },
-            Filter { column: "deleted_at".into(), op: Op::Is, values: vec![Value::Text("null".into())] },
+            Filter {
+                column: "age".into(),
+                op: Op::Gte,
+                values: vec![Value::Text("18".into())],
+            },
+            Filter {
+                column: "grade".into(),
+                op: Op::In,
+                values: vec![Value::Text("A".into()), Value::Text("B".into())],
+            },
+            Filter {
+                column: "deleted_at".into(),
+                op: Op::Is,
+                values: vec![Value::Text("null".into())],
+            },
         ])
         .expect("valid");
-        assert_eq!(f.sql, " WHERE \"age\" >= ? AND \"grade\" IN (?, ?) AND \"deleted_at\" IS NULL");
+        assert_eq!(
+            f.sql,
+            " WHERE [age] >= ? AND [grade] IN (?, ?) AND [deleted_at] IS NULL"
+        );
         assert_eq!(f.params.len(), 3);
-        assert!(where_clause(&[Filter { column: "a b".into(), op: Op::Eq, values: vec![Value::Null] }]).is_err());
+        assert!(where_clause(&[Filter {
+            column: "a b".into(),
+            op: Op::Eq,
+            values: vec![Value::Null]
+        }])
+        .is_err());
     }
 
     #[test]
@@ -526,7 +657,7 @@ mod tests {
         .expect("valid");
         assert_eq!(
             s.sql,
-            "SELECT \"grade\", COUNT(*) AS \"count\", AVG(\"score\") AS \"avg_score\" FROM \"s\" GROUP BY \"grade\" ORDER BY \"grade\""
+            "SELECT [grade], COUNT(*) AS \"count\", AVG([score]) AS \"avg_score\" FROM [s] GROUP BY [grade] ORDER BY [grade]"
         );
     }
 }

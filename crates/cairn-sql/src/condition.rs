@@ -29,13 +29,20 @@ pub fn parse_condition(cond: &str) -> Result<Fragment, Error> {
         return Ok(Fragment::default());
     }
     if cond.len() > MAX_CONDITION {
-        return Err(Error::BadRequest(format!("condition longer than {MAX_CONDITION} bytes")));
+        return Err(Error::BadRequest(format!(
+            "condition longer than {MAX_CONDITION} bytes"
+        )));
     }
-    let bad = |e: &dyn std::fmt::Display| Error::BadRequest(format!("invalid condition {cond:?}: {e}"));
-    let mut parser = Parser::new(&SQLiteDialect {}).try_with_sql(cond).map_err(|e| bad(&e))?;
+    let bad =
+        |e: &dyn std::fmt::Display| Error::BadRequest(format!("invalid condition {cond:?}: {e}"));
+    let mut parser = Parser::new(&SQLiteDialect {})
+        .try_with_sql(cond)
+        .map_err(|e| bad(&e))?;
     let expr = parser.parse_expr().map_err(|e| bad(&e))?;
     if parser.peek_token().token != Token::EOF {
-        return Err(bad(&"unexpected text after the expression (only one expression is allowed)"));
+        return Err(bad(
+            &"unexpected text after the expression (only one expression is allowed)",
+        ));
     }
     let mut frag = Fragment::default();
     let sql = render(&expr, &mut frag.params, 0)?;
@@ -55,18 +62,32 @@ fn render(e: &Expr, params: &mut Vec<Value>, depth: usize) -> Result<String, Err
             "?".into()
         }
         Expr::Nested(inner) => format!("({})", r(inner, params)?),
-        Expr::UnaryOp { op: UnaryOperator::Not, expr } => format!("NOT {}", r(expr, params)?),
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => format!("NOT {}", r(expr, params)?),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
             Expr::Value(v) => {
                 let lit = literal(&v.value)?;
                 params.push(match lit {
                     Value::Integer(i) => Value::Integer(-i),
                     Value::Real(f) => Value::Real(-f),
-                    _ => return Err(Error::BadRequest("unary minus applies to numbers only".into())),
+                    _ => {
+                        return Err(Error::BadRequest(
+                            "unary minus applies to numbers only".into(),
+                        ))
+                    }
                 });
                 "?".into()
             }
-            _ => return Err(Error::BadRequest("unary minus applies to numbers only".into())),
+            _ => {
+                return Err(Error::BadRequest(
+                    "unary minus applies to numbers only".into(),
+                ))
+            }
         },
         Expr::BinaryOp { left, op, right } => {
             let sym = match op {
@@ -78,24 +99,53 @@ fn render(e: &Expr, params: &mut Vec<Value>, depth: usize) -> Result<String, Err
                 BinaryOperator::GtEq => ">=",
                 BinaryOperator::And => "AND",
                 BinaryOperator::Or => "OR",
-                other => return Err(Error::BadRequest(format!("operator {other} is not allowed in a condition"))),
+                other => {
+                    return Err(Error::BadRequest(format!(
+                        "operator {other} is not allowed in a condition"
+                    )))
+                }
             };
             let l = r(left, params)?;
             let rr = r(right, params)?;
             format!("{l} {sym} {rr}")
         }
-        Expr::InList { expr, list, negated } => {
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
             let col = r(expr, params)?;
-            let items = list.iter().map(|x| r(x, params)).collect::<Result<Vec<_>, _>>()?;
-            format!("{col} {}IN ({})", if *negated { "NOT " } else { "" }, items.join(", "))
+            let items = list
+                .iter()
+                .map(|x| r(x, params))
+                .collect::<Result<Vec<_>, _>>()?;
+            format!(
+                "{col} {}IN ({})",
+                if *negated { "NOT " } else { "" },
+                items.join(", ")
+            )
         }
-        Expr::Between { expr, negated, low, high } => {
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
             let col = r(expr, params)?;
             let lo = r(low, params)?;
             let hi = r(high, params)?;
-            format!("{col} {}BETWEEN {lo} AND {hi}", if *negated { "NOT " } else { "" })
+            format!(
+                "{col} {}BETWEEN {lo} AND {hi}",
+                if *negated { "NOT " } else { "" }
+            )
         }
-        Expr::Like { negated, any: false, expr, pattern, escape_char: None } => {
+        Expr::Like {
+            negated,
+            any: false,
+            expr,
+            pattern,
+            escape_char: None,
+        } => {
             let col = r(expr, params)?;
             let pat = r(pattern, params)?;
             format!("{col} {}LIKE {pat}", if *negated { "NOT " } else { "" })
@@ -109,7 +159,9 @@ fn render(e: &Expr, params: &mut Vec<Value>, depth: usize) -> Result<String, Err
                 Expr::CompoundIdentifier(_) => "a qualified name",
                 _ => "this expression",
             };
-            return Err(Error::BadRequest(format!("{kind} is not allowed in a condition: {other}")));
+            return Err(Error::BadRequest(format!(
+                "{kind} is not allowed in a condition: {other}"
+            )));
         }
     })
 }
@@ -126,7 +178,11 @@ fn literal(v: &AstValue) -> Result<Value, Error> {
         AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => Value::Text(s.clone()),
         AstValue::Boolean(b) => Value::Integer(i64::from(*b)),
         AstValue::Null => Value::Null,
-        other => return Err(Error::BadRequest(format!("literal {other} is not allowed in a condition"))),
+        other => {
+            return Err(Error::BadRequest(format!(
+                "literal {other} is not allowed in a condition"
+            )))
+        }
     })
 }
 
@@ -140,7 +196,7 @@ mod tests {
             .expect("allowed");
         assert_eq!(
             f.sql,
-            " WHERE \"student_id\" = ? AND (\"grade\" IN (?, ?) OR \"name\" LIKE ?) AND \"age\" BETWEEN ? AND ? AND \"x\" IS NOT NULL AND NOT \"y\" <> ?"
+            " WHERE [student_id] = ? AND ([grade] IN (?, ?) OR [name] LIKE ?) AND [age] BETWEEN ? AND ? AND [x] IS NOT NULL AND NOT [y] <> ?"
         );
         assert_eq!(f.params[0], Value::Integer(1001));
         assert_eq!(f.params[5], Value::Integer(-2));
@@ -163,6 +219,9 @@ mod tests {
         }
         assert_eq!(parse_condition("  ").expect("empty is fine").sql, "");
         // A trailing comment is dropped by the re-rendering, so it cannot hide anything.
-        assert_eq!(parse_condition("id = 1 -- x").expect("comment").sql, " WHERE \"id\" = ?");
+        assert_eq!(
+            parse_condition("id = 1 -- x").expect("comment").sql,
+            " WHERE [id] = ?"
+        );
     }
 }

@@ -11,8 +11,8 @@ mod store;
 mod value;
 
 pub use builder::{
-    aggregate, column_def, create_table, delete, insert, parse_column_list, quote_ident, select, update, where_clause,
-    Aggregate, ColumnSpec, Filter, Fragment, Op, Select,
+    aggregate, column_def, create_table, delete, insert, parse_column_list, quote_ident, select,
+    update, where_clause, Aggregate, ColumnSpec, Filter, Fragment, Op, Select,
 };
 pub use condition::parse_condition;
 pub use database::{is_read_only, MAX_ROWS};

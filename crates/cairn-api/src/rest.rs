@@ -1,0 +1,854 @@
+//! The REST API under `/v1/databases/{db}`: tables with typed columns, rows (insert,
+//! search with filters, update, delete) and aggregates, for people who do not write SQL.
+//! Identifiers are validated and quoted, values are always bound parameters, and UPDATE or
+//! DELETE without a filter is refused unless the request says `all=true`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine as _;
+use cairn_node::NodeError;
+use cairn_sql::{
+    ColumnSpec, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::{json_response, AppState};
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// Rows returned when a request gives no `limit`.
+pub const DEFAULT_LIMIT: u64 = 1000;
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: u64 = 10_000;
+
+/// Query-string keys that are options, not column filters (use `col[eq]=` to filter on a
+/// column with one of these names).
+const RESERVED: &[&str] = &[
+    "order_by",
+    "limit",
+    "offset",
+    "cursor",
+    "columns",
+    "level",
+    "freshness",
+    "timeout",
+    "all",
+    "pretty",
+    "redirect",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "group_by",
+];
+
+/// Maps a SQLite error message from a statement slot to an API error with a stable code.
+pub(crate) fn sql_error(msg: &str) -> ApiError {
+    let (status, code) = if msg.starts_with("no such table") {
+        (StatusCode::NOT_FOUND, "table_not_found")
+    } else if msg.contains("no such column") || msg.contains("has no column named") {
+        (StatusCode::NOT_FOUND, "column_not_found")
+    } else if msg.contains("already exists") {
+        (StatusCode::CONFLICT, "already_exists")
+    } else if msg.contains("constraint failed") {
+        (StatusCode::CONFLICT, "constraint_violation")
+    } else {
+        (StatusCode::BAD_REQUEST, "sql_error")
+    };
+    ApiError::new(status, code, msg)
+}
+
+/// Fails with the first statement error, if any.
+pub(crate) fn check(results: Vec<StatementResult>) -> Result<Vec<StatementResult>, ApiError> {
+    if let Some(Outcome::Error(e)) = results
+        .iter()
+        .map(|r| &r.outcome)
+        .find(|o| matches!(o, Outcome::Error(_)))
+    {
+        return Err(sql_error(e));
+    }
+    Ok(results)
+}
+
+/// Runs writes as one atomic batch through the leader.
+pub(crate) async fn write(
+    state: &AppState,
+    db: &str,
+    stmts: Vec<Statement>,
+    timeout: Duration,
+) -> Result<Vec<StatementResult>, ApiError> {
+    check(state.node.execute(db, stmts, true, timeout).await?)
+}
+
+/// Runs reads at the flags' level.
+pub(crate) async fn read(
+    state: &AppState,
+    db: &str,
+    stmts: Vec<Statement>,
+    flags: &Flags,
+) -> Result<Vec<Rows>, ApiError> {
+    let results = check(
+        state
+            .node
+            .query(db, stmts, flags.level, flags.freshness, flags.timeout)
+            .await?,
+    )?;
+    Ok(results
+        .into_iter()
+        .map(|r| match r.outcome {
+            Outcome::Rows(rows) => rows,
+            _ => Rows::default(),
+        })
+        .collect())
+}
+
+/// Rows as JSON objects keyed by column name (values rendered as rqlite renders them).
+pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
+    rows.values
+        .iter()
+        .map(|row| {
+            let m: serde_json::Map<String, serde_json::Value> = rows
+                .columns
+                .iter()
+                .zip(row.iter().enumerate())
+                .map(|(c, (i, v))| {
+                    let ty = rows.types.get(i).map(String::as_str).unwrap_or("");
+                    (
+                        c.clone(),
+                        cairn_sql::render_value(v, ty, cairn_sql::Encoding::default()),
+                    )
+                })
+                .collect();
+            serde_json::Value::Object(m)
+        })
+        .collect()
+}
+
+fn rows_affected(results: &[StatementResult]) -> i64 {
+    results
+        .iter()
+        .map(|r| match r.outcome {
+            Outcome::Write { rows_affected, .. } => rows_affected,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn sql_err(e: cairn_sql::Error) -> ApiError {
+    ApiError::from(NodeError::from(e))
+}
+
+/// The columns of a new table: a list of column objects, a list of names (untyped
+/// columns, seed 001's shorthand), or an object of name -> type (seed 004's shorthand).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ColumnsInput {
+    /// `[{"name":"id","type":"INTEGER","primary_key":true}, "name"]`
+    List(Vec<ColumnItem>),
+    /// `{"id": "INTEGER", "name": "TEXT"}`
+    Map(serde_json::Map<String, serde_json::Value>),
+}
+
+/// One element of a column list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ColumnItem {
+    /// A bare name: an untyped column.
+    Name(String),
+    /// A full column definition.
+    #[schema(value_type = Object)]
+    Spec(ColumnSpec),
+}
+
+impl ColumnsInput {
+    /// The column definitions.
+    ///
+    /// # Errors
+    /// 400 when a type in the map form is not a string.
+    pub fn specs(self) -> Result<Vec<ColumnSpec>, ApiError> {
+        match self {
+            ColumnsInput::List(items) => Ok(items
+                .into_iter()
+                .map(|i| match i {
+                    ColumnItem::Name(name) => ColumnSpec {
+                        name,
+                        ..ColumnSpec::default()
+                    },
+                    ColumnItem::Spec(s) => s,
+                })
+                .collect()),
+            ColumnsInput::Map(m) => m
+                .into_iter()
+                .map(|(name, ty)| match ty {
+                    serde_json::Value::String(ty) => Ok(ColumnSpec {
+                        name,
+                        ty,
+                        ..ColumnSpec::default()
+                    }),
+                    other => Err(ApiError::bad_request(format!(
+                        "the type of column {name} must be a string, got {other}"
+                    ))),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Body of `POST /v1/databases/{db}/tables`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: String,
+    /// Its columns.
+    pub columns: ColumnsInput,
+    /// Succeed without change when the table exists.
+    #[serde(default)]
+    pub if_not_exists: bool,
+}
+
+/// Creates a table from validated column specs.
+pub(crate) async fn create_table_in(
+    state: &AppState,
+    db: &str,
+    table: &str,
+    cols: &[ColumnSpec],
+    if_not_exists: bool,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let mut stmt = cairn_sql::create_table(table, cols).map_err(sql_err)?;
+    if if_not_exists {
+        stmt.sql = stmt
+            .sql
+            .replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1);
+    }
+    write(state, db, vec![stmt], timeout).await.map(|_| ())
+}
+
+/// `POST /v1/databases/{db}/tables`: create a table with typed columns.
+#[utoipa::path(post, path = "/v1/databases/{db}/tables", tag = "tables",
+    params(("db" = String, Path, description = "Database name")),
+    request_body = CreateTable,
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 400, description = "Bad name, type or body", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database", body = crate::error::ErrorBody),
+              (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
+pub async fn create_table(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let req: CreateTable = parse_json(&body)?;
+    let cols = req.columns.specs()?;
+    create_table_in(
+        &state,
+        &db,
+        &req.name,
+        &cols,
+        req.if_not_exists,
+        flags.timeout,
+    )
+    .await?;
+    let body = serde_json::json!({"database": db, "table": req.name, "columns": cols});
+    Ok(json_response(StatusCode::CREATED, &body, flags.pretty))
+}
+
+/// The columns of `table` (`pragma_table_info`), or `None` when it does not exist.
+pub(crate) async fn describe(
+    state: &AppState,
+    db: &str,
+    table: &str,
+    flags: &Flags,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    cairn_sql::validate_name(table).map_err(sql_err)?;
+    let stmt = Statement {
+        sql:
+            "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid"
+                .into(),
+        params: cairn_sql::Params::Positional(vec![Value::Text(table.to_string())]),
+    };
+    let count = Statement::new(format!(
+        "SELECT COUNT(*) FROM {}",
+        cairn_sql::quote_ident(table).map_err(sql_err)?
+    ));
+    let rows = read(state, db, vec![stmt], flags).await?;
+    let Some(info) = rows.first().filter(|r| !r.values.is_empty()) else {
+        return Ok(None);
+    };
+    let columns: Vec<serde_json::Value> = info
+        .values
+        .iter()
+        .map(|r| {
+            let get = |i: usize| r.get(i).cloned().unwrap_or(Value::Null);
+            serde_json::json!({
+                "name": text(&get(0)),
+                "type": text(&get(1)),
+                "not_null": matches!(get(2), Value::Integer(1)),
+                "default": match get(3) { Value::Null => serde_json::Value::Null, v => text(&v).into() },
+                "primary_key": matches!(get(4), Value::Integer(n) if n > 0),
+            })
+        })
+        .collect();
+    let n = read(state, db, vec![count], flags)
+        .await?
+        .first()
+        .and_then(|r| r.values.first())
+        .and_then(|r| r.first())
+        .and_then(|v| {
+            if let Value::Integer(n) = v {
+                Some(*n)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(0);
+    Ok(Some(
+        serde_json::json!({"name": table, "columns": columns, "rows": n}),
+    ))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(s) => s.clone(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Null => String::new(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// Names of the user tables of `db`.
+pub(crate) async fn table_names(
+    state: &AppState,
+    db: &str,
+    flags: &Flags,
+) -> Result<Vec<String>, ApiError> {
+    let stmt = Statement::new(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    );
+    let rows = read(state, db, vec![stmt], flags).await?;
+    Ok(rows
+        .first()
+        .map(|r| {
+            r.values
+                .iter()
+                .filter_map(|row| row.first().map(text))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `GET /v1/databases/{db}/tables`: every table with its columns and row count.
+#[utoipa::path(get, path = "/v1/databases/{db}/tables", tag = "tables",
+    params(("db" = String, Path, description = "Database name"),
+           ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
+    responses((status = 200, description = "Tables", body = serde_json::Value),
+              (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let mut tables = Vec::new();
+    for t in table_names(&state, &db, &flags).await? {
+        if let Some(d) = describe(&state, &db, &t, &flags).await? {
+            tables.push(d);
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"database": db, "tables": tables}),
+        flags.pretty,
+    ))
+}
+
+/// `GET /v1/databases/{db}`: the database's size and tables.
+#[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 200, description = "The database", body = serde_json::Value),
+              (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+pub async fn get_database(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let size = state
+        .node
+        .databases()
+        .into_iter()
+        .find(|(n, _)| *n == db)
+        .map(|(_, s)| s)
+        .ok_or_else(|| sql_err(cairn_sql::Error::NoSuchDatabase(db.clone())))?;
+    let mut tables = Vec::new();
+    for t in table_names(&state, &db, &flags).await? {
+        if let Some(d) = describe(&state, &db, &t, &flags).await? {
+            tables.push(serde_json::json!({"name": t, "rows": d["rows"]}));
+        }
+    }
+    let body = serde_json::json!({"name": db, "size_bytes": size, "tables": tables});
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+fn table_not_found(table: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "table_not_found",
+        format!("no such table: {table}"),
+    )
+}
+
+/// `GET /v1/databases/{db}/tables/{table}`: columns and row count.
+#[utoipa::path(get, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
+    responses((status = 200, description = "The table", body = serde_json::Value),
+              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+pub async fn get_table(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let d = describe(&state, &db, &table, &flags)
+        .await?
+        .ok_or_else(|| table_not_found(&table))?;
+    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+}
+
+/// `DELETE /v1/databases/{db}/tables/{table}`: drop the table.
+#[utoipa::path(delete, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
+    responses((status = 200, description = "Dropped", body = serde_json::Value),
+              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+pub async fn drop_table(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let stmt = Statement::new(format!(
+        "DROP TABLE {}",
+        cairn_sql::quote_ident(&table).map_err(sql_err)?
+    ));
+    write(&state, &db, vec![stmt], flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"dropped": table}),
+        flags.pretty,
+    ))
+}
+
+/// Body of `PATCH /v1/databases/{db}/tables/{table}`: one change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTable {
+    /// A column to add.
+    #[schema(value_type = Option<Object>)]
+    pub add_column: Option<ColumnSpec>,
+    /// A column to rename: `{"from": "old", "to": "new"}`.
+    pub rename_column: Option<RenameColumn>,
+}
+
+/// A column rename.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameColumn {
+    /// Current name.
+    pub from: String,
+    /// New name.
+    pub to: String,
+}
+
+/// `PATCH /v1/databases/{db}/tables/{table}`: add or rename a column.
+#[utoipa::path(patch, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
+    request_body = AlterTable,
+    responses((status = 200, description = "Changed", body = serde_json::Value),
+              (status = 400, description = "Bad change", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn alter_table(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let req: AlterTable = parse_json(&body)?;
+    let t = cairn_sql::quote_ident(&table).map_err(sql_err)?;
+    let sql = match (&req.add_column, &req.rename_column) {
+        (Some(c), None) => {
+            if c.primary_key {
+                return Err(ApiError::bad_request(
+                    "SQLite cannot add a primary key column to an existing table",
+                ));
+            }
+            format!(
+                "ALTER TABLE {t} ADD COLUMN {}",
+                cairn_sql::column_def(c, false).map_err(sql_err)?
+            )
+        }
+        (None, Some(r)) => format!(
+            "ALTER TABLE {t} RENAME COLUMN {} TO {}",
+            cairn_sql::quote_ident(&r.from).map_err(sql_err)?,
+            cairn_sql::quote_ident(&r.to).map_err(sql_err)?
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of add_column or rename_column",
+            ))
+        }
+    };
+    write(&state, &db, vec![Statement::new(sql)], flags.timeout).await?;
+    let d = describe(&state, &db, &table, &flags)
+        .await?
+        .ok_or_else(|| table_not_found(&table))?;
+    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+}
+
+/// Inserts rows given as JSON objects in one atomic batch; returns `(ids, count)`.
+pub(crate) async fn insert_rows(
+    state: &AppState,
+    db: &str,
+    table: &str,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+    timeout: Duration,
+) -> Result<(Vec<i64>, usize), ApiError> {
+    if rows.is_empty() {
+        return Err(ApiError::bad_request("no rows to insert"));
+    }
+    let stmts = rows
+        .iter()
+        .map(|r| cairn_sql::insert(table, r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    let results = write(state, db, stmts, timeout).await?;
+    let ids = results
+        .iter()
+        .filter_map(|r| match r.outcome {
+            Outcome::Write { last_insert_id, .. } => Some(last_insert_id),
+            _ => None,
+        })
+        .collect();
+    Ok((ids, rows.len()))
+}
+
+/// Parses a body that is one JSON object or an array of objects.
+pub(crate) fn row_objects(
+    v: serde_json::Value,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, ApiError> {
+    let items = match v {
+        serde_json::Value::Array(items) => items,
+        obj @ serde_json::Value::Object(_) => vec![obj],
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "rows must be an object or an array of objects, got {other}"
+            )))
+        }
+    };
+    items
+        .into_iter()
+        .map(|i| match i {
+            serde_json::Value::Object(m) => Ok(m),
+            other => Err(ApiError::bad_request(format!(
+                "each row must be an object, got {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// `POST /v1/databases/{db}/tables/{table}/rows`: insert one object or an array of them,
+/// atomically.
+#[utoipa::path(post, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
+    request_body(content = serde_json::Value, description = "One row object or an array of row objects"),
+    responses((status = 201, description = "Inserted: {\"inserted\": n, \"ids\": [rowid...]}", body = serde_json::Value),
+              (status = 400, description = "Bad body or value", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody),
+              (status = 409, description = "A constraint failed; nothing was inserted", body = crate::error::ErrorBody)))]
+pub async fn insert(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let rows = row_objects(parse_json(&body)?)?;
+    let (ids, n) = insert_rows(&state, &db, &table, &rows, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({"inserted": n, "ids": ids}),
+        flags.pretty,
+    ))
+}
+
+/// Parses the column filters of a query string: `col=v`, `col[op]=v`, `col[in]=a,b`.
+pub(crate) fn filters(pairs: &[(String, String)]) -> Result<Vec<Filter>, ApiError> {
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        let (col, op) = match k.split_once('[') {
+            Some((c, rest)) => {
+                let op = rest.strip_suffix(']').ok_or_else(|| {
+                    ApiError::bad_request(format!("malformed filter key {k:?}: use col[op]"))
+                })?;
+                (c, op.parse::<Op>().map_err(sql_err)?)
+            }
+            None if RESERVED.contains(&k.as_str()) => continue,
+            None => (k.as_str(), Op::Eq),
+        };
+        cairn_sql::validate_name(col).map_err(sql_err)?;
+        let values = match op {
+            Op::In | Op::NotIn => v.split(',').map(|s| Value::Text(s.to_string())).collect(),
+            _ => vec![Value::Text(v.clone())],
+        };
+        out.push(Filter {
+            column: col.to_string(),
+            op,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn list_param(pairs: &[(String, String)], key: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn number(pairs: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError> {
+    param(pairs, key)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("{key} must be a non-negative integer, got {v:?}"))
+            })
+        })
+        .transpose()
+}
+
+fn encode_cursor(offset: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+fn decode_cursor(c: &str) -> Result<u64, ApiError> {
+    let bad = || ApiError::bad_request("invalid cursor");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    String::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        .ok_or_else(bad)
+}
+
+/// `GET /v1/databases/{db}/tables/{table}/rows`: search rows.
+#[utoipa::path(get, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
+           ("filters" = Option<String>, Query, description = "Column filters: col=v, col[eq|ne|lt|lte|gt|gte|like]=v, col[in|nin]=a,b, col[is]=null|notnull"),
+           ("order_by" = Option<String>, Query, description = "Columns, comma-separated; prefix - for descending"),
+           ("limit" = Option<u64>, Query, description = "At most this many rows (default 1000, max 10000)"),
+           ("offset" = Option<u64>, Query, description = "Skip this many rows"),
+           ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
+           ("columns" = Option<String>, Query, description = "Columns to return, comma-separated"),
+           ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
+    responses((status = 200, description = "{\"rows\": [...], \"count\": n, \"next\": cursor-or-null}", body = serde_json::Value),
+              (status = 400, description = "Bad filter", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let limit = number(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let offset = match param(&pairs, "cursor") {
+        Some(c) => decode_cursor(c)?,
+        None => number(&pairs, "offset")?.unwrap_or(0),
+    };
+    let order_by = list_param(&pairs, "order_by")
+        .into_iter()
+        .map(|c| match c.strip_prefix('-') {
+            Some(c) => (c.to_string(), true),
+            None => (c, false),
+        })
+        .collect();
+    let sel = cairn_sql::Select {
+        table: table.clone(),
+        columns: list_param(&pairs, "columns"),
+        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+        order_by,
+        // One row more than asked tells whether there is a next page.
+        limit: Some(limit + 1),
+        offset: Some(offset),
+    };
+    let stmt = cairn_sql::select(&sel).map_err(sql_err)?;
+    let rows = read(&state, &db, vec![stmt], &flags)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut out = objects(&rows);
+    let next = if out.len() as u64 > limit {
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Some(encode_cursor(offset + limit))
+    } else {
+        None
+    };
+    let body = serde_json::json!({"rows": out, "count": out.len(), "next": next});
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// The WHERE clause of an update or delete: filters from the query string, or refusal
+/// without any unless `all=true`.
+fn guarded_filter(pairs: &[(String, String)]) -> Result<Fragment, ApiError> {
+    let f = filters(pairs)?;
+    let all = param(pairs, "all").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+    if f.is_empty() && !all {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "filter_required",
+            "refusing to change every row: give a filter, or all=true",
+        ));
+    }
+    cairn_sql::where_clause(&f).map_err(sql_err)
+}
+
+/// Body of `PATCH .../rows`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateRows {
+    /// Column -> new value.
+    #[schema(value_type = Object)]
+    pub set: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PATCH /v1/databases/{db}/tables/{table}/rows?<filters>`: update matching rows.
+#[utoipa::path(patch, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
+           ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
+           ("all" = Option<bool>, Query, description = "Update every row")),
+    request_body = UpdateRows,
+    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
+              (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let req: UpdateRows = parse_json(&body)?;
+    let filter = guarded_filter(&pairs)?;
+    let stmt = cairn_sql::update(&table, &req.set, &filter).map_err(sql_err)?;
+    let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"updated": n}),
+        flags.pretty,
+    ))
+}
+
+/// `DELETE /v1/databases/{db}/tables/{table}/rows?<filters>`: delete matching rows.
+#[utoipa::path(delete, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
+           ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
+           ("all" = Option<bool>, Query, description = "Delete every row")),
+    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
+              (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let filter = guarded_filter(&pairs)?;
+    let stmt = cairn_sql::delete(&table, &filter).map_err(sql_err)?;
+    let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"deleted": n}),
+        flags.pretty,
+    ))
+}
+
+/// `GET /v1/databases/{db}/tables/{table}/aggregate`: count, sum, avg, min, max, grouped.
+#[utoipa::path(get, path = "/v1/databases/{db}/tables/{table}/aggregate", tag = "rows",
+    params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
+           ("count" = Option<String>, Query, description = "`*` or a column"),
+           ("sum" = Option<String>, Query, description = "Columns to sum, comma-separated"),
+           ("avg" = Option<String>, Query, description = "Columns to average"),
+           ("min" = Option<String>, Query, description = "Columns to take the minimum of"),
+           ("max" = Option<String>, Query, description = "Columns to take the maximum of"),
+           ("group_by" = Option<String>, Query, description = "Grouping columns"),
+           ("filters" = Option<String>, Query, description = "Column filters as for GET rows"),
+           ("level" = Option<String>, Query, description = "Read consistency")),
+    responses((status = 200, description = "{\"rows\": [{group columns..., count, sum_col, ...}]}", body = serde_json::Value),
+              (status = 400, description = "No aggregate asked for, or a bad filter", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn aggregate(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let a = cairn_sql::Aggregate {
+        table,
+        count: param(&pairs, "count").map(|c| {
+            if c.is_empty() {
+                "*".to_string()
+            } else {
+                c.to_string()
+            }
+        }),
+        sum: list_param(&pairs, "sum"),
+        avg: list_param(&pairs, "avg"),
+        min: list_param(&pairs, "min"),
+        max: list_param(&pairs, "max"),
+        group_by: list_param(&pairs, "group_by"),
+        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+    };
+    let stmt = cairn_sql::aggregate(&a).map_err(sql_err)?;
+    let rows = read(&state, &db, vec![stmt], &flags)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"rows": objects(&rows)}),
+        flags.pretty,
+    ))
+}

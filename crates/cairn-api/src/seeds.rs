@@ -1,0 +1,707 @@
+//! The original requirement documents' routes (`../shared/seeds/`), so that their curl
+//! examples run verbatim. Each is a thin adapter onto the REST layer in `rest.rs`: same
+//! validation, same bound parameters, same forwarding of writes to the leader.
+//!
+//! - seed 001: `POST /create_table`, `POST /insert` (`table_name`, `row_id`, `data`),
+//!   `GET /search?table=&column=&value=`, on the default database;
+//! - seeds 002/003: `GET /ping`, `/createdb?name=`, `/dropdb?name=`, `POST /createtable`
+//!   with a column definition string, `/insert`, `/select`, `/update`, `/delete` with `db`;
+//! - seed 004: `/create-db`, `/drop-db`, `/create-table`, `/delete-table`, `/insert`,
+//!   `/select`, `/update`, `/delete` with `db_name` and a SQL `condition` (parsed and
+//!   whitelisted), `/metadata`, `/health`, `/map-reduce-count`, `/security-check`.
+//!
+//! Where two seeds share a path (`/insert`, `/select`, `/update`, `/delete`) the body's
+//! fields tell them apart: `table_name` (001), `db_name` (004), `db` (002/003).
+//! `shard_key` is accepted and reported; every node holds every row today.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cairn_sql::{Filter, Fragment, Op, Statement, Value};
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::rest::{self, objects};
+use crate::{json_response, AppState};
+
+type Pairs = Query<Vec<(String, String)>>;
+
+fn body_json(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "the body must be a JSON object, got {other}"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!("invalid JSON body: {e}"))),
+    }
+}
+
+/// A string field from the body, or else from the query string.
+fn field(body: &Map<String, Json>, pairs: &[(String, String)], key: &str) -> Option<String> {
+    match body.get(key) {
+        Some(Json::String(s)) => Some(s.clone()),
+        Some(Json::Number(n)) => Some(n.to_string()),
+        _ => pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+    }
+}
+
+fn required(
+    body: &Map<String, Json>,
+    pairs: &[(String, String)],
+    key: &str,
+) -> Result<String, ApiError> {
+    field(body, pairs, key)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_field",
+                format!("missing field {key:?}"),
+            )
+        })
+}
+
+fn object(body: &Map<String, Json>, key: &str) -> Result<Map<String, Json>, ApiError> {
+    match body.get(key) {
+        Some(Json::Object(m)) => Ok(m.clone()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{key:?} must be an object, got {other}"
+        ))),
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("missing field {key:?}"),
+        )),
+    }
+}
+
+fn eq_filter(map: &Map<String, Json>) -> Result<Fragment, ApiError> {
+    let filters =
+        map.iter()
+            .map(|(k, v)| {
+                Ok(Filter {
+                    column: k.clone(),
+                    op: if v.is_null() { Op::Is } else { Op::Eq },
+                    values: vec![
+                        Value::from_json(v).map_err(|e| ApiError::bad_request(e.to_string()))?
+                    ],
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+    cairn_sql::where_clause(&filters).map_err(|e| ApiError::from(cairn_node::NodeError::from(e)))
+}
+
+fn condition(cond: &str) -> Result<Fragment, ApiError> {
+    cairn_sql::parse_condition(cond)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_condition", e.to_string()))
+}
+
+fn sql(e: cairn_sql::Error) -> ApiError {
+    ApiError::from(cairn_node::NodeError::from(e))
+}
+
+async fn select_rows(
+    state: &AppState,
+    db: &str,
+    table: &str,
+    filter: Fragment,
+    flags: &Flags,
+) -> Result<Vec<Json>, ApiError> {
+    let stmt = cairn_sql::select(&cairn_sql::Select {
+        table: table.to_string(),
+        filter,
+        limit: Some(rest::MAX_LIMIT),
+        ..cairn_sql::Select::default()
+    })
+    .map_err(sql)?;
+    let rows = rest::read(state, db, vec![stmt], flags)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    Ok(objects(&rows))
+}
+
+async fn changed(
+    state: &AppState,
+    db: &str,
+    stmt: Statement,
+    timeout: Duration,
+) -> Result<i64, ApiError> {
+    let results = rest::write(state, db, vec![stmt], timeout).await?;
+    Ok(results
+        .iter()
+        .map(|r| match r.outcome {
+            cairn_sql::Outcome::Write { rows_affected, .. } => rows_affected,
+            _ => 0,
+        })
+        .sum())
+}
+
+/// `POST /create_table` (seed 001): `{"table_name": "students", "columns": ["id", "name"]}`
+/// in the default database; columns may also be `{"name": "TYPE"}` or column objects.
+#[utoipa::path(post, path = "/create_table", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"table_name\", \"columns\"}"),
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
+              (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
+pub async fn create_table_001(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let table = required(&b, &pairs, "table_name")?;
+    let cols: rest::ColumnsInput =
+        serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
+            ApiError::bad_request("\"columns\" must be a list of names or an object of name: type")
+        })?;
+    let cols = cols.specs()?;
+    rest::create_table_in(&state, &flags.db, &table, &cols, false, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"status": "created", "table": table}),
+        flags.pretty,
+    ))
+}
+
+/// `POST /insert`: seed 001 (`table_name`, `row_id`, `data`), seed 004 (`db_name`,
+/// `table`, `data`, `shard_key`) or seeds 002/003 (`db`, `table`, `data`).
+#[utoipa::path(post, path = "/insert", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"table_name\",\"row_id\",\"data\"} | {\"db_name\",\"table\",\"data\",\"shard_key\"?} | {\"db\",\"table\",\"data\"}"),
+    responses((status = 201, description = "Inserted", body = serde_json::Value),
+              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn insert(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let data = object(&b, "data")?;
+    let (db, table, extra) = if b.contains_key("table_name") {
+        let table = required(&b, &pairs, "table_name")?;
+        (
+            flags.db.clone(),
+            table,
+            json!({"row_id": b.get("row_id").cloned().unwrap_or(Json::Null)}),
+        )
+    } else if b.contains_key("db_name") {
+        (
+            required(&b, &pairs, "db_name")?,
+            required(&b, &pairs, "table")?,
+            json!({"shard_key": b.get("shard_key").cloned().unwrap_or(Json::Null)}),
+        )
+    } else if b.contains_key("db") {
+        (
+            required(&b, &pairs, "db")?,
+            required(&b, &pairs, "table")?,
+            json!({}),
+        )
+    } else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "give table_name (seed 001), db_name and table (seed 004), or db and table (seeds 002/003)",
+        ));
+    };
+    let (ids, n) = rest::insert_rows(&state, &db, &table, &[data], flags.timeout).await?;
+    let mut out = json!({"status": "inserted", "database": db, "table": table, "inserted": n, "id": ids.first()});
+    if let (Json::Object(o), Json::Object(e)) = (&mut out, extra) {
+        o.extend(e);
+    }
+    Ok(json_response(StatusCode::CREATED, &out, flags.pretty))
+}
+
+/// `GET /search?table=&column=&value=` (seed 001): rows of the default database whose
+/// column equals the value.
+#[utoipa::path(get, path = "/search", tag = "seeds",
+    params(("table" = String, Query, description = "Table"), ("column" = String, Query, description = "Column"),
+           ("value" = String, Query, description = "Value to match"), ("level" = Option<String>, Query, description = "Read consistency")),
+    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
+              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown table or column", body = crate::error::ErrorBody)))]
+pub async fn search_001(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let none = Map::new();
+    let table = required(&none, &pairs, "table")?;
+    let column = required(&none, &pairs, "column")?;
+    let value = field(&none, &pairs, "value").unwrap_or_default();
+    let filter = cairn_sql::where_clause(&[Filter {
+        column,
+        op: Op::Eq,
+        values: vec![Value::Text(value)],
+    }])
+    .map_err(sql)?;
+    let rows = select_rows(&state, &flags.db, &table, filter, &flags).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"count": rows.len(), "rows": rows}),
+        flags.pretty,
+    ))
+}
+
+/// `GET /ping` (seeds 002/003): this node's liveness and role.
+#[utoipa::path(get, path = "/ping", tag = "seeds",
+    responses((status = 200, description = "{\"status\":\"ok\",\"node_id\",\"role\"}", body = serde_json::Value)))]
+pub async fn ping(State(state): State<AppState>) -> Response {
+    let role = if state.node.is_leader() {
+        "leader"
+    } else {
+        "follower"
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "node_id": state.node.id(), "role": role}),
+        false,
+    )
+}
+
+async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
+    state.node.create_database(name, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"status": "created", "database": name}),
+        flags.pretty,
+    ))
+}
+
+async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
+    state.node.drop_database(name, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "dropped", "database": name}),
+        flags.pretty,
+    ))
+}
+
+/// `GET|POST /createdb?name=mydb` (seeds 002/003): create a database.
+#[utoipa::path(method(get, post), path = "/createdb", tag = "seeds",
+    params(("name" = String, Query, description = "Database name")),
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+pub async fn createdb(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let name = required(&body_json(&body)?, &pairs, "name")?;
+    create_db(&state, &name, &flags).await
+}
+
+/// `GET|POST /dropdb?name=mydb` (seeds 002/003): drop a database; the leader only.
+#[utoipa::path(method(get, post), path = "/dropdb", tag = "seeds",
+    params(("name" = String, Query, description = "Database name")),
+    responses((status = 200, description = "Dropped", body = serde_json::Value),
+              (status = 403, description = "Not the leader", body = crate::error::ErrorBody)))]
+pub async fn dropdb(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let name = required(&body_json(&body)?, &pairs, "name")?;
+    drop_db(&state, &name, &flags).await
+}
+
+/// `POST /createtable` (seeds 002/003): `{"db","table","columns":"id INT, name VARCHAR(255)"}`
+/// (or the same as query parameters).
+#[utoipa::path(post, path = "/createtable", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db\",\"table\",\"columns\": \"id INT, name VARCHAR(255)\"}"),
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 400, description = "Bad definition", body = crate::error::ErrorBody)))]
+pub async fn createtable(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let db = required(&b, &pairs, "db")?;
+    let table = required(&b, &pairs, "table")?;
+    let cols = cairn_sql::parse_column_list(&required(&b, &pairs, "columns")?).map_err(sql)?;
+    rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"status": "created", "database": db, "table": table}),
+        flags.pretty,
+    ))
+}
+
+/// The database, table and WHERE clause of a select/update/delete in either seed's form:
+/// 004 (`db_name`, `condition` string) or 002/003 (`db`, `where` object of equalities).
+fn target(
+    b: &Map<String, Json>,
+    pairs: &[(String, String)],
+) -> Result<(String, String, Fragment, bool), ApiError> {
+    if b.contains_key("db_name") || field(b, pairs, "db_name").is_some() {
+        let cond = field(b, pairs, "condition").unwrap_or_default();
+        let has = !cond.trim().is_empty();
+        Ok((
+            required(b, pairs, "db_name")?,
+            required(b, pairs, "table")?,
+            condition(&cond)?,
+            has,
+        ))
+    } else {
+        let db = required(b, pairs, "db")?;
+        let table = required(b, pairs, "table")?;
+        let mut where_ = match b.get("where") {
+            Some(Json::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "\"where\" must be an object, got {other}"
+                )))
+            }
+            None => Map::new(),
+        };
+        if let (Some(c), Some(v)) = (field(b, pairs, "column"), field(b, pairs, "value")) {
+            where_.insert(c, Json::String(v));
+        }
+        let has = !where_.is_empty();
+        Ok((db, table, eq_filter(&where_)?, has))
+    }
+}
+
+/// `POST /select` (seed 004: `{"db_name","table","condition"?,"shard_key"?}`) or
+/// `GET /select?db=&table=[&column=&value=]` (seeds 002/003).
+#[utoipa::path(method(get, post), path = "/select", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?,\"shard_key\"?} or {\"db\",\"table\",\"where\"?}"),
+    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
+              (status = 400, description = "Bad input or a disallowed condition", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+pub async fn select(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let (db, table, filter, _) = target(&b, &pairs)?;
+    let rows = select_rows(&state, &db, &table, filter, &flags).await?;
+    let routed = if field(&b, &pairs, "shard_key").is_some() {
+        "single"
+    } else {
+        "all"
+    };
+    let body = json!({"database": db, "table": table, "count": rows.len(), "rows": rows, "routed": routed});
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `POST /update`: seed 004 `{"db_name","table","set","condition","shard_key"?}` or seeds
+/// 002/003 `{"db","table","set","where"}`. A missing condition is refused (an "unsafe
+/// update", seed 004) unless `all=true`.
+#[utoipa::path(post, path = "/update", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"set\",\"condition\"} or {\"db\",\"table\",\"set\",\"where\"}"),
+    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let (db, table, filter, has) = target(&b, &pairs)?;
+    refuse_unsafe(has, &pairs, "update")?;
+    let set = object(&b, "set")?;
+    let n = changed(
+        &state,
+        &db,
+        cairn_sql::update(&table, &set, &filter).map_err(sql)?,
+        flags.timeout,
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "updated", "updated": n}),
+        flags.pretty,
+    ))
+}
+
+/// `POST /delete`: seed 004 `{"db_name","table","condition"}` or seeds 002/003
+/// `{"db","table","where"}`; refused without a condition unless `all=true`.
+#[utoipa::path(post, path = "/delete", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"} or {\"db\",\"table\",\"where\"}"),
+    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let (db, table, filter, has) = target(&b, &pairs)?;
+    refuse_unsafe(has, &pairs, "delete")?;
+    let n = changed(
+        &state,
+        &db,
+        cairn_sql::delete(&table, &filter).map_err(sql)?,
+        flags.timeout,
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "deleted", "deleted": n}),
+        flags.pretty,
+    ))
+}
+
+fn refuse_unsafe(
+    has_condition: bool,
+    pairs: &[(String, String)],
+    what: &str,
+) -> Result<(), ApiError> {
+    let all = pairs
+        .iter()
+        .any(|(k, v)| k == "all" && (v.is_empty() || v == "true"));
+    if has_condition || all {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "filter_required",
+            format!("refusing to {what} every row: give a condition, or all=true"),
+        ))
+    }
+}
+
+/// `POST /create-db` (seed 004): `{"db_name": "SchoolDB"}`.
+#[utoipa::path(post, path = "/create-db", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+pub async fn create_db_004(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    create_db(&state, &name, &flags).await
+}
+
+/// `POST /drop-db` (seed 004): `{"db_name"}`; the leader only (403 with its address elsewhere).
+#[utoipa::path(post, path = "/drop-db", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
+    responses((status = 200, description = "Dropped", body = serde_json::Value),
+              (status = 403, description = "Not the leader", body = crate::error::ErrorBody),
+              (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+pub async fn drop_db_004(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    drop_db(&state, &name, &flags).await
+}
+
+/// `POST /create-table` (seed 004): `{"db_name","table","columns":{"name":"TYPE"}}`.
+#[utoipa::path(post, path = "/create-table", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"columns\":{\"name\":\"TYPE\"}}"),
+    responses((status = 201, description = "Created", body = serde_json::Value),
+              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
+              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+pub async fn create_table_004(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let db = required(&b, &pairs, "db_name")?;
+    let table = required(&b, &pairs, "table")?;
+    let cols: rest::ColumnsInput =
+        serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
+            ApiError::bad_request("\"columns\" must be an object of name: type or a list")
+        })?;
+    rest::create_table_in(&state, &db, &table, &cols.specs()?, false, flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"status": "created", "database": db, "table": table}),
+        flags.pretty,
+    ))
+}
+
+/// `POST /delete-table` (seed 004): `{"db_name","table"}`.
+#[utoipa::path(post, path = "/delete-table", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\"}"),
+    responses((status = 200, description = "Dropped", body = serde_json::Value),
+              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+pub async fn delete_table_004(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let db = required(&b, &pairs, "db_name")?;
+    let table = required(&b, &pairs, "table")?;
+    let stmt = Statement::new(format!(
+        "DROP TABLE {}",
+        cairn_sql::quote_ident(&table).map_err(sql)?
+    ));
+    rest::write(&state, &db, vec![stmt], flags.timeout).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "dropped", "database": db, "table": table}),
+        flags.pretty,
+    ))
+}
+
+/// `GET /metadata` (seed 004): this node's role, the members, the databases and how rows
+/// are placed.
+#[utoipa::path(get, path = "/metadata", tag = "seeds",
+    responses((status = 200, description = "Roles, nodes, databases, routing", body = serde_json::Value)))]
+pub async fn metadata(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let role = if state.node.is_leader() {
+        "leader"
+    } else {
+        "follower"
+    };
+    let nodes = state.node.nodes().await;
+    let dbs: Vec<Json> = state
+        .node
+        .databases()
+        .into_iter()
+        .map(|(n, s)| json!({"name": n, "size_bytes": s}))
+        .collect();
+    let body = json!({
+        "node_id": state.node.id(),
+        "role": role,
+        "leader": state.node.leader().map(|l| l.describe()),
+        "nodes": nodes,
+        "databases": dbs,
+        "routing": {
+            "replication": "every node holds a full replica; writes are ordered by the Raft leader",
+            "shards": 1,
+        },
+    });
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `GET /health` (seed 004): every member's reachability; 503 when there is no leader.
+#[utoipa::path(get, path = "/health", tag = "seeds",
+    responses((status = 200, description = "Healthy", body = serde_json::Value),
+              (status = 503, description = "No leader", body = serde_json::Value)))]
+pub async fn health(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let nodes = state.node.nodes().await;
+    let leader = state.node.leader();
+    let all_up = nodes.iter().all(|n| n.reachable);
+    let status = match (&leader, all_up) {
+        (None, _) => "unavailable",
+        (Some(_), true) => "healthy",
+        (Some(_), false) => "degraded",
+    };
+    let code = if leader.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"status": status, "node_id": state.node.id(), "leader": leader.map(|l| l.describe()), "nodes": nodes});
+    Ok(json_response(code, &body, flags.pretty))
+}
+
+/// `POST /map-reduce-count` (seed 004): `{"db_name","table"}`; each shard counts its rows
+/// (map) and the counts are summed (reduce). One shard today.
+#[utoipa::path(post, path = "/map-reduce-count", tag = "seeds",
+    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?}"),
+    responses((status = 200, description = "{\"count\": n, \"shards\": [...]}", body = serde_json::Value),
+              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+pub async fn map_reduce_count(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let b = body_json(&body)?;
+    let db = required(&b, &pairs, "db_name")?;
+    let table = required(&b, &pairs, "table")?;
+    let filter = condition(&field(&b, &pairs, "condition").unwrap_or_default())?;
+    let stmt = cairn_sql::aggregate(&cairn_sql::Aggregate {
+        table: table.clone(),
+        count: Some("*".into()),
+        filter,
+        ..cairn_sql::Aggregate::default()
+    })
+    .map_err(sql)?;
+    let rows = rest::read(&state, &db, vec![stmt], &flags)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let count = match rows.values.first().and_then(|r| r.first()) {
+        Some(Value::Integer(n)) => *n,
+        _ => 0,
+    };
+    let body = json!({"database": db, "table": table, "count": count, "shards": [{"shard": 0, "count": count}]});
+    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `POST /security-check` (seed 004): asks every member's internal RPC port to accept a
+/// request without the cluster secret, and with a wrong one; `secure` is true when every
+/// node refused both with 401.
+#[utoipa::path(post, path = "/security-check", tag = "seeds",
+    responses((status = 200, description = "{\"secure\": bool, \"checks\": [...]}", body = serde_json::Value)))]
+pub async fn security_check(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let flags = Flags::parse(&pairs)?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut checks = Vec::new();
+    let mut secure = true;
+    for n in state.node.nodes().await {
+        let url = format!("http://{}/raft/0/append", n.addr);
+        let without = http
+            .post(&url)
+            .body("x")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok();
+        let wrong = http
+            .post(&url)
+            .header(cairn_node::SECRET_HEADER, "not-the-secret")
+            .body("x")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok();
+        let refused = without == Some(401) && wrong == Some(401);
+        secure &= refused;
+        checks.push(json!({"node": n.id, "raft_addr": n.addr, "without_secret": without, "wrong_secret": wrong, "refused": refused}));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"secure": secure, "checks": checks}),
+        flags.pretty,
+    ))
+}
