@@ -1,14 +1,12 @@
 //! `cairn demo`: a local cluster of real `cairn start` processes on 127.0.0.1.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
+use crate::procs::{stop_all, Proc};
 use crate::start::shutdown_signal;
 
 /// Flags of `cairn demo`.
@@ -25,30 +23,12 @@ pub struct DemoArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// Children that are stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
-struct Children(Vec<Child>);
+/// The demo's nodes; all stopped together when dropped.
+struct Children(Vec<Proc>);
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for c in &self.0 {
-            if let Ok(pid) = i32::try_from(c.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for c in &mut self.0 {
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
+        stop_all(&mut self.0);
     }
 }
 
@@ -100,20 +80,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (i, (http, raft)) in addrs.iter().enumerate() {
         let dir = root.join(format!("node{}", i + 1));
         std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("cairn.log"))?;
-        let child = Command::new(&exe)
-            .arg("start")
-            .args(["--node-id", &(i + 1).to_string()])
-            .args(["--http-addr", http, "--raft-addr", raft])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--bootstrap-expect", &args.nodes.to_string()])
-            .args(["--join", &join.join(",")])
-            .env("CAIRN_CLUSTER_SECRET", &secret)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+        let args = vec![
+            "start".to_string(),
+            "--node-id".into(),
+            (i + 1).to_string(),
+            "--http-addr".into(),
+            http.clone(),
+            "--raft-addr".into(),
+            raft.clone(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--bootstrap-expect".into(),
+            args.nodes.to_string(),
+            "--join".into(),
+            join.join(","),
+        ];
+        let env = vec![("CAIRN_CLUSTER_SECRET".to_string(), secret.clone())];
+        let child = Proc::start(&exe, args, env, dir.join("cairn.log"))
             .with_context(|| format!("starting node {}", i + 1))?;
         children.0.push(child);
     }
@@ -145,7 +128,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
         for (i, c) in children.0.iter_mut().enumerate() {
-            if let Ok(Some(code)) = c.try_wait() {
+            if let Some(code) = c.exited() {
                 bail!(
                     "node {} exited with {code}; see {}",
                     i + 1,
@@ -200,7 +183,7 @@ async fn watch_children(children: &mut Children) {
     let mut reported = vec![false; children.0.len()];
     loop {
         for (i, c) in children.0.iter_mut().enumerate() {
-            if let Ok(Some(code)) = c.try_wait() {
+            if let Some(code) = c.exited() {
                 if !reported[i] {
                     eprintln!("node {} exited with {code}", i + 1);
                     reported[i] = true;

@@ -1,7 +1,10 @@
 //! The `cairn` command: parses flags and wires the crates together.
 
+mod bench;
 mod config;
 mod demo;
+mod import;
+mod procs;
 mod start;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +23,10 @@ enum Command {
     Start(Box<config::StartArgs>),
     /// Start a local cluster of N nodes on 127.0.0.1 and run until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Import a CSV, JSON or JSON Lines file into a table, through any node's HTTP API.
+    Import(import::ImportArgs),
+    /// Measure throughput and latency of a workload (Cairn, SQLite alone, or etcd).
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +45,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Start(args) => runtime.block_on(start::run(*args)),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Import(args) => runtime.block_on(import::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(*args)),
     }
 }
