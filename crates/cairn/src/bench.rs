@@ -292,7 +292,7 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let read_id = 1 + rand::random::<u64>() % PRELOAD;
         let workload = match workload {
-            Workload::Mixed if rand::random::<u8>() % 10 != 0 => Workload::ReadWeak,
+            Workload::Mixed if !rand::random::<u8>().is_multiple_of(10) => Workload::ReadWeak,
             Workload::Mixed | Workload::Failover => Workload::Insert,
             w => w,
         };
@@ -421,7 +421,7 @@ async fn spawn_cairn(n: u16, http: &reqwest::Client) -> anyhow::Result<Spawned> 
         ];
         if let Some(first) = urls.first() {
             args.push("--join".into());
-            args.push(format!("{first}"));
+            args.push(first.clone());
         }
         let env = vec![(
             "CAIRN_CLUSTER_SECRET".to_string(),
@@ -445,6 +445,14 @@ async fn spawn_cairn(n: u16, http: &reqwest::Client) -> anyhow::Result<Spawned> 
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        // A restart must keep the ports the cluster knows: `node.json` has them.
+        if let Some(p) = procs.last_mut() {
+            p.set_args(vec![
+                "start".into(),
+                "--data-dir".into(),
+                d.display().to_string(),
+            ]);
+        }
         let url = format!("http://{http_addr}");
         wait_ok(
             http,

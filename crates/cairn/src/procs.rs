@@ -66,6 +66,11 @@ impl Proc {
         Ok(())
     }
 
+    /// Replaces the command line used by the next [`Proc::restart`].
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.args = args;
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
