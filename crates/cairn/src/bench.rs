@@ -404,7 +404,7 @@ async fn spawn_cairn(n: u16, http: &reqwest::Client) -> anyhow::Result<Spawned> 
     let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir()?;
     let exe = std::env::current_exe()?;
     let mut procs = Vec::new();
-    let mut urls = Vec::new();
+    let mut urls: Vec<String> = Vec::new();
     for i in 1..=n {
         let d = dir.path().join(format!("node{i}"));
         std::fs::create_dir_all(&d)?;
