@@ -298,7 +298,7 @@ pub(crate) async fn describe(
                 "name": text(&get(0)),
                 "type": text(&get(1)),
                 "not_null": matches!(get(2), Value::Integer(1)),
-                "default": match get(3) { Value::Null => serde_json::Value::Null, v => text(&v).into() },
+                "default": default_value(&get(3)),
                 "primary_key": matches!(get(4), Value::Integer(n) if n > 0),
             })
         })
@@ -319,6 +319,33 @@ pub(crate) async fn describe(
     Ok(Some(
         serde_json::json!({"name": table, "columns": columns, "rows": n}),
     ))
+}
+
+/// A column default as SQLite stores it (SQL text: `'it''s'`, `0`, `NULL`,
+/// `CURRENT_TIMESTAMP`) turned back into the JSON value it was given as; an expression stays
+/// as its SQL text.
+fn default_value(v: &Value) -> serde_json::Value {
+    let sql = match v {
+        Value::Null => return serde_json::Value::Null,
+        v => text(v),
+    };
+    if let Some(inner) = sql.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return inner.replace("''", "'").into();
+    }
+    if sql.eq_ignore_ascii_case("null") {
+        return serde_json::Value::Null;
+    }
+    if let Ok(i) = sql.parse::<i64>() {
+        return i.into();
+    }
+    if let Some(n) = sql
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
+        return serde_json::Value::Number(n);
+    }
+    sql.into()
 }
 
 fn text(v: &Value) -> String {
@@ -388,15 +415,19 @@ pub async fn get_database(
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
     let flags = Flags::parse(&pairs)?;
+    // Existence and tables are read at the request's level (on the leader by default), so
+    // a database created through this node is visible here at once; the size is this
+    // replica's file.
+    let names = table_names(&state, &db, &flags).await?;
     let size = state
         .node
         .databases()
         .into_iter()
         .find(|(n, _)| *n == db)
         .map(|(_, s)| s)
-        .ok_or_else(|| sql_err(cairn_sql::Error::NoSuchDatabase(db.clone())))?;
+        .unwrap_or(0);
     let mut tables = Vec::new();
-    for t in table_names(&state, &db, &flags).await? {
+    for t in names {
         if let Some(d) = describe(&state, &db, &t, &flags).await? {
             tables.push(serde_json::json!({"name": t, "rows": d["rows"]}));
         }

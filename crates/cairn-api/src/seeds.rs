@@ -89,9 +89,8 @@ fn eq_filter(map: &Map<String, Json>) -> Result<Fragment, ApiError> {
                 Ok(Filter {
                     column: k.clone(),
                     op: if v.is_null() { Op::Is } else { Op::Eq },
-                    values: vec![
-                        Value::from_json(v).map_err(|e| ApiError::bad_request(e.to_string()))?
-                    ],
+                    values: vec![Value::from_json_text(v)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?],
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;

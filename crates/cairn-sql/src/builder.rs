@@ -435,7 +435,7 @@ pub fn insert(
         .collect::<Result<Vec<_>, _>>()?;
     let vals = row
         .values()
-        .map(Value::from_json)
+        .map(Value::from_json_text)
         .collect::<Result<Vec<_>, _>>()?;
     let marks = vec!["?"; cols.len()].join(", ");
     Ok(with_params(
@@ -464,7 +464,7 @@ pub fn update(
     let mut parts = Vec::new();
     for (c, v) in set {
         parts.push(format!("{} = ?", quote_ident(c)?));
-        params.push(Value::from_json(v)?);
+        params.push(Value::from_json_text(v)?);
     }
     params.extend(filter.params.iter().cloned());
     Ok(with_params(

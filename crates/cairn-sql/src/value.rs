@@ -52,6 +52,19 @@ impl Value {
         })
     }
 
+    /// Converts a JSON value as plain data, for the REST API: like [`Value::from_json`]
+    /// except that strings are always TEXT (a REST client writing the string `x'cafe'`
+    /// means those seven characters).
+    ///
+    /// # Errors
+    /// [`Error::BadParameter`] for arrays and objects.
+    pub fn from_json_text(v: &serde_json::Value) -> Result<Value, Error> {
+        match v {
+            serde_json::Value::String(s) => Ok(Value::Text(s.clone())),
+            other => Value::from_json(other),
+        }
+    }
+
     /// The SQLite type name of this value's storage class, lower-cased as rqlite prints
     /// inferred types.
     pub fn type_name(&self) -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use crate::http::{HttpClient, Level, Reply};
 use crate::node::NodeProcess;
 use crate::ports::free_ports;
+use crate::proxy::ProxyNet;
 use crate::wait::try_wait_for;
 use crate::{CATCH_UP_TIMEOUT, LEADER_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT};
 
@@ -45,6 +46,11 @@ pub struct ClusterOptions {
     pub snapshot_threshold: Option<u64>,
     /// `--cluster-secret` shared by every node. Default `"test-secret"`.
     pub cluster_secret: String,
+    /// Put every node's Raft traffic behind a fault-injecting proxy ([`ProxyNet`], see
+    /// [`TestCluster::proxies`]): the node with ID `k` binds its Raft listener on
+    /// `127.0.0.{10+k}` and advertises its proxy's address there. Default `false`: Raft
+    /// listens on `127.0.0.1` with no proxy.
+    pub raft_proxies: bool,
 }
 
 impl Default for ClusterOptions {
@@ -54,6 +60,7 @@ impl Default for ClusterOptions {
             formation: Formation::Join,
             snapshot_threshold: None,
             cluster_secret: "test-secret".to_string(),
+            raft_proxies: false,
         }
     }
 }
@@ -161,6 +168,9 @@ pub struct TestCluster {
     http: HttpClient,
     poll: HttpClient,
     dir: TempDir,
+    /// The nodes' Raft proxies, when started with [`ClusterOptions::raft_proxies`]. Dropped
+    /// after the nodes are killed.
+    proxies: Option<Arc<ProxyNet>>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -200,6 +210,11 @@ impl TestCluster {
             http: HttpClient::new()?,
             poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
             dir,
+            proxies: if opts.raft_proxies {
+                Some(Arc::new(ProxyNet::new()?))
+            } else {
+                None
+            },
             _serial: serial,
         };
         let formed = match opts.formation {
@@ -216,15 +231,28 @@ impl TestCluster {
         Ok(cluster)
     }
 
+    /// The `--raft-addr` to start node `id` with, and flags to add to its command line:
+    /// `default` and none without proxies; behind a proxy, the node's own address and
+    /// `--raft-adv-addr <its proxy's address>`.
+    fn raft_flags(&self, id: u64, default: &str) -> Result<(String, Vec<String>)> {
+        match &self.proxies {
+            None => Ok((default.to_string(), Vec::new())),
+            Some(net) => {
+                let a = net.add_node(id)?;
+                Ok((
+                    a.bind.to_string(),
+                    vec!["--raft-adv-addr".to_string(), a.advertised.to_string()],
+                ))
+            }
+        }
+    }
+
     fn form_by_join(&mut self, n: usize) -> Result<()> {
         let mut first = NodeProcess::new(self.dir.path(), 1)?;
-        first.spawn(
-            &self.bin,
-            &self.secret,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &self.base_args,
-        )?;
+        let (raft, adv) = self.raft_flags(1, "127.0.0.1:0")?;
+        let mut extra = self.base_args.clone();
+        extra.extend(adv);
+        first.spawn(&self.bin, &self.secret, "127.0.0.1:0", &raft, &extra)?;
         self.nodes.push(first);
         self.nodes[0].read_node_json(START_TIMEOUT)?;
         self.wait_ready(0)?;
@@ -243,6 +271,7 @@ impl TestCluster {
         for k in 0..n {
             let id = u64::try_from(k + 1).context("too many nodes")?;
             let mut node = NodeProcess::new(self.dir.path(), id)?;
+            let (raft, adv) = self.raft_flags(id, &format!("127.0.0.1:{}", ports[2 * k + 1]))?;
             let mut extra = self.base_args.clone();
             extra.extend([
                 "--bootstrap-expect".to_string(),
@@ -250,11 +279,12 @@ impl TestCluster {
                 "--join".to_string(),
                 join.clone(),
             ]);
+            extra.extend(adv);
             node.spawn(
                 &self.bin,
                 &self.secret,
                 &format!("127.0.0.1:{}", ports[2 * k]),
-                &format!("127.0.0.1:{}", ports[2 * k + 1]),
+                &raft,
                 &extra,
             )?;
             self.nodes.push(node);
@@ -283,15 +313,11 @@ impl TestCluster {
         let join = self.base(via)?;
         let id = u64::try_from(self.nodes.len() + 1).context("too many nodes")?;
         let mut node = NodeProcess::new(self.dir.path(), id)?;
+        let (raft, adv) = self.raft_flags(id, "127.0.0.1:0")?;
         let mut extra = self.base_args.clone();
         extra.extend(["--join".to_string(), join]);
-        node.spawn(
-            &self.bin,
-            &self.secret,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &extra,
-        )?;
+        extra.extend(adv);
+        node.spawn(&self.bin, &self.secret, "127.0.0.1:0", &raft, &extra)?;
         self.nodes.push(node);
         let i = self.nodes.len() - 1;
         self.nodes[i].read_node_json(START_TIMEOUT)?;
@@ -390,6 +416,18 @@ impl TestCluster {
         }
     }
 
+    /// The cluster's temporary directory, which holds each node's directory
+    /// (`node-<id>/`, with `data/` and the logs). Deleted when the cluster is dropped.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The fault-injecting proxies in front of the nodes' Raft listeners, when the cluster
+    /// was started with [`ClusterOptions::raft_proxies`].
+    pub fn proxies(&self) -> Option<Arc<ProxyNet>> {
+        self.proxies.clone()
+    }
+
     /// The `--cluster-secret` every node was started with.
     pub fn secret(&self) -> &str {
         &self.secret
@@ -435,18 +473,21 @@ impl TestCluster {
     /// Starts node `i` again on its data directory with the same HTTP and Raft
     /// addresses and node ID, without `--join` or `--bootstrap-expect` (its identity and
     /// cluster come from the data directory). Does not wait: use [`Self::wait_ready`].
+    /// Behind a proxy, the node binds its own address again and advertises its proxy.
     pub fn restart(&mut self, i: usize) -> Result<()> {
         let bin = self.bin.clone();
         let secret = self.secret.clone();
-        let args = self.base_args.clone();
+        let mut args = self.base_args.clone();
+        let (Some(http), Some(raft)) = (self.node(i)?.http_addr, self.node(i)?.raft_addr) else {
+            bail!("node {} was never started", self.id(i));
+        };
+        let (raft, adv) = self.raft_flags(self.id(i), &raft.to_string())?;
+        args.extend(adv);
         let node = self
             .nodes
             .get_mut(i)
             .with_context(|| format!("no node {i}"))?;
-        let (Some(http), Some(raft)) = (node.http_addr, node.raft_addr) else {
-            bail!("node {} was never started", node.id);
-        };
-        node.spawn(&bin, &secret, &http.to_string(), &raft.to_string(), &args)
+        node.spawn(&bin, &secret, &http.to_string(), &raft, &args)
     }
 
     // ---- waiting ----
@@ -597,6 +638,17 @@ impl TestCluster {
         body: &Value,
     ) -> Result<Reply> {
         self.http.post(&self.base(i)?, path, params, body)
+    }
+
+    /// `PATCH path?params` on node `i` with a JSON body.
+    pub fn patch(
+        &self,
+        i: usize,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Reply> {
+        self.http.patch(&self.base(i)?, path, params, body)
     }
 
     /// `POST path?params` on node `i` with `body` sent verbatim as `application/json`.

@@ -195,6 +195,18 @@ impl HttpClient {
         send(self.client.post(url.clone()).json(body), "POST", &url)
     }
 
+    /// `PATCH base+path?params` with `body` as JSON.
+    pub fn patch(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Reply> {
+        let url = Self::url(base, path, params)?;
+        send(self.client.patch(url.clone()).json(body), "PATCH", &url)
+    }
+
     /// `POST base+path?params` with `body` sent as is, labelled `application/json`
     /// (to send malformed JSON).
     pub fn post_raw(
