@@ -285,10 +285,27 @@ pub(crate) async fn describe(
         "SELECT COUNT(*) FROM {}",
         cairn_sql::quote_ident(table).map_err(sql_err)?
     ));
-    let rows = read(state, db, vec![stmt], flags).await?;
+    // Columns with a single-column UNIQUE constraint.
+    let unique = Statement {
+        sql: "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
+              WHERE il.\"unique\" = 1 AND il.origin = 'u' \
+              AND (SELECT COUNT(*) FROM pragma_index_info(il.name)) = 1"
+            .into(),
+        params: cairn_sql::Params::Positional(vec![Value::Text(table.to_string())]),
+    };
+    let rows = read(state, db, vec![stmt, unique], flags).await?;
     let Some(info) = rows.first().filter(|r| !r.values.is_empty()) else {
         return Ok(None);
     };
+    let unique: Vec<String> = rows
+        .get(1)
+        .map(|r| {
+            r.values
+                .iter()
+                .filter_map(|v| v.first().map(text))
+                .collect()
+        })
+        .unwrap_or_default();
     let columns: Vec<serde_json::Value> = info
         .values
         .iter()
@@ -300,6 +317,7 @@ pub(crate) async fn describe(
                 "not_null": matches!(get(2), Value::Integer(1)),
                 "default": default_value(&get(3)),
                 "primary_key": matches!(get(4), Value::Integer(n) if n > 0),
+                "unique": unique.contains(&text(&get(0))),
             })
         })
         .collect();
