@@ -23,19 +23,37 @@
 
 mod cluster;
 mod demo;
+mod fault_run;
+mod history;
 mod http;
+mod linearizability;
+mod nemesis;
 mod node;
 mod ports;
+mod proxy;
 mod wait;
+mod workload;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use cluster::{ClusterOptions, Formation, RaftStatus, TestCluster};
 pub use demo::{descendants, process_alive, Demo};
+pub use fault_run::{run_faults, FaultReport, FaultRunOptions, OutcomeCounts};
+pub use history::{Completion, History, Invocation, OpRecord, Outcome};
 pub use http::{HttpClient, Level, Reply, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+pub use linearizability::{
+    check, check_registers, collapse_unobserved, register_operations, CheckResult, Counterexample,
+    KeyVerdict, Limits, Model, Operation, RegisterInput, RegisterModel, RegisterOutput, Verdict,
+};
+pub use nemesis::{node_pid, FaultEvent, FaultKind, Nemesis, NemesisOptions};
 pub use ports::{free_port, free_port_range, free_ports};
+pub use proxy::{node_ip, node_of_ip, CutMode, ProxiedAddrs, ProxyNet, ProxyStats, NODE_IP_BASE};
 pub use wait::{try_wait_for, wait_for, wait_until, POLL_INTERVAL};
+pub use workload::{
+    check_bank, create_tables, BankCheck, RunUntil, Workload, WorkloadOptions, CREATE_ACCOUNTS,
+    CREATE_REGISTERS,
+};
 
 /// How long a node may take to write `node.json` and answer `/readyz` with 200, and a
 /// cluster to list its voters, on a loaded 2-core machine with debug builds.
