@@ -354,8 +354,30 @@ impl Driver {
                 })
                 .await?
             }
-            (Driver::Etcd { .. }, Workload::Insert | Workload::Batch) => {
+            (Driver::Etcd { .. }, Workload::Insert) => {
                 self.etcd_put(client, &format!("bench/{id}"), value).await
+            }
+            (Driver::Etcd { http, .. }, Workload::Batch) => {
+                // 100 puts in one transaction, as the Cairn batch is 100 rows in one.
+                let puts: Vec<Value> = (0..BATCH_ROWS as u64)
+                    .map(|k| {
+                        let key = format!("bench/{}", id * BATCH_ROWS as u64 + k);
+                        json!({"requestPut": {"key": b64(&key), "value": b64(value)}})
+                    })
+                    .collect();
+                let resp = http
+                    .post(format!("{}/v3/kv/txn", self.url(client)))
+                    .json(&json!({"success": puts}))
+                    .send()
+                    .await?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "HTTP {}: {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    );
+                }
+                Ok(())
             }
             (Driver::Etcd { .. }, Workload::ReadNone | Workload::ReadWeak) => {
                 self.etcd_get(client, &format!("bench/{read_id}"), true)
