@@ -100,10 +100,19 @@ impl StateMachine {
                 transaction,
             } => s.apply_execute(index, &db, &stmts, transaction),
             Command::Queued { batches } => {
+                // Group by database (each file is independent), keeping each database's
+                // batches in their queued order; the entry's index is recorded once per file.
+                let mut by_db: Vec<(&str, Vec<(&[cairn_sql::Statement], bool)>)> = Vec::new();
+                for (db, stmts, transaction) in &batches {
+                    match by_db.iter_mut().find(|(d, _)| d == db) {
+                        Some((_, list)) => list.push((stmts, *transaction)),
+                        None => by_db.push((db, vec![(stmts, *transaction)])),
+                    }
+                }
                 let mut all = Vec::new();
-                for (db, stmts, transaction) in batches {
-                    match s.apply_execute(index, &db, &stmts, transaction) {
-                        Ok(r) => all.extend(r),
+                for (db, list) in by_db {
+                    match s.apply_batches(index, db, &list) {
+                        Ok(r) => all.extend(r.into_iter().flatten()),
                         Err(e) => all.push(cairn_sql::StatementResult::error(e.to_string())),
                     }
                 }

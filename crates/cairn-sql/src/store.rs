@@ -183,6 +183,25 @@ impl Store {
         stmts: &[Statement],
         transaction: bool,
     ) -> Result<Vec<StatementResult>, Error> {
+        Ok(self
+            .apply_batches(index, db, &[(stmts, transaction)])?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Applies several batches of one log entry (queued writes) to `db` in one SQLite
+    /// transaction, each batch with its own `transaction` flag (a failing atomic batch is
+    /// rolled back alone). The entry's index is recorded once, so a replay skips them all.
+    ///
+    /// # Errors
+    /// As [`Store::apply_execute`].
+    pub fn apply_batches(
+        &self,
+        index: u64,
+        db: &str,
+        batches: &[(&[Statement], bool)],
+    ) -> Result<Vec<Vec<StatementResult>>, Error> {
         let h = self.handle(db)?;
         let conn = lock(&h.writer);
         if applied_index(&conn)? >= index {
@@ -191,16 +210,21 @@ impl Store {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let results = (|| {
             set_applied_index(&conn, index)?;
-            if !transaction {
-                return Ok(database::run_statements(&conn, stmts, false));
+            let mut all = Vec::with_capacity(batches.len());
+            for (stmts, transaction) in batches {
+                if !transaction {
+                    all.push(database::run_statements(&conn, stmts, false));
+                    continue;
+                }
+                conn.execute_batch("SAVEPOINT batch")?;
+                let results = database::run_statements(&conn, stmts, true);
+                if results.iter().any(StatementResult::is_error) {
+                    conn.execute_batch("ROLLBACK TO batch")?;
+                }
+                conn.execute_batch("RELEASE batch")?;
+                all.push(results);
             }
-            conn.execute_batch("SAVEPOINT batch")?;
-            let results = database::run_statements(&conn, stmts, true);
-            if results.iter().any(StatementResult::is_error) {
-                conn.execute_batch("ROLLBACK TO batch")?;
-            }
-            conn.execute_batch("RELEASE batch")?;
-            Ok(results)
+            Ok(all)
         })();
         finish(&conn, results)
     }
@@ -611,6 +635,35 @@ mod tests {
             panic!("rows")
         };
         assert_eq!(rows.values[0][0], crate::Value::Integer(1));
+    }
+
+    #[test]
+    fn every_batch_of_a_queued_entry_is_applied_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false)
+            .expect("apply");
+        let one = stmts(&["INSERT INTO t VALUES (1)"]);
+        let bad = stmts(&["INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (1)"]);
+        let three = stmts(&["INSERT INTO t VALUES (3)"]);
+        let batches: Vec<(&[Statement], bool)> = vec![(&one, false), (&bad, true), (&three, false)];
+        let r = s.apply_batches(2, "main", &batches).expect("apply");
+        assert_eq!(r.len(), 3);
+        assert!(s
+            .apply_batches(2, "main", &batches)
+            .expect("replay")
+            .is_empty());
+        let r = s
+            .query("main", &stmts(&["SELECT group_concat(a) FROM t"]))
+            .expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows")
+        };
+        assert_eq!(
+            rows.values[0][0],
+            crate::Value::Text("1,3".into()),
+            "the failed atomic batch alone is rolled back"
+        );
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! rqlite API details clients depend on: value encodings (BLOB, dates, booleans,
+//! `blob_array`, `associative`), non-deterministic SQL made deterministic on every replica,
+//! `/db/request`, queued writes, `/db/backup` and `/db/load`, `text/plain` bodies and
+//! `POST /leader`.
+
+use std::time::Duration;
+
+use cairn_testkit::{wait_for, wait_until, Level, TestCluster, CATCH_UP_TIMEOUT};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("an HTTP client")
+}
+
+#[test]
+fn rqlite_api_details_hold_on_every_node() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader");
+    let f = c.followers().expect("followers")[0];
+
+    // Value encodings, written through a follower.
+    c.execute_ok(
+        f,
+        &json!([
+            "CREATE TABLE v (id INTEGER PRIMARY KEY, b BLOB, ts DATETIME, ok BOOLEAN, r REAL)",
+            [
+                "INSERT INTO v(b, ts, ok, r) VALUES(?, ?, ?, ?)",
+                "x'0102ff'",
+                "2024-03-01 10:20:30",
+                true,
+                1.5
+            ]
+        ]),
+    )
+    .expect("create and insert");
+    let r = c
+        .query_with(f, &[("q", "SELECT * FROM v"), ("level", "weak")])
+        .expect("query");
+    assert_eq!(
+        r.result(0)["types"],
+        json!(["integer", "blob", "datetime", "boolean", "real"]),
+        "{r}"
+    );
+    assert_eq!(
+        r.rows(),
+        json!([[1, "AQL/", "2024-03-01T10:20:30Z", true, 1.5]]),
+        "{r}"
+    );
+    let r = c
+        .query_with(f, &[("q", "SELECT b FROM v"), ("blob_array", "")])
+        .expect("query");
+    assert_eq!(r.rows(), json!([[[1, 2, 255]]]), "{r}");
+    let r = c
+        .query_with(f, &[("q", "SELECT id, ok FROM v"), ("associative", "")])
+        .expect("query");
+    assert_eq!(r.result(0)["rows"], json!([{"id": 1, "ok": true}]), "{r}");
+    assert_eq!(
+        r.result(0)["types"],
+        json!({"id": "integer", "ok": "boolean"}),
+        "{r}"
+    );
+
+    // RANDOM(), RANDOMBLOB() and 'now' are replaced by literals before the log: every
+    // replica stores the same values.
+    c.execute_ok(
+        f,
+        &json!([
+            "CREATE TABLE nd (a INTEGER, b BLOB, c TEXT)",
+            "INSERT INTO nd VALUES (random(), randomblob(16), datetime('now'))",
+            "INSERT INTO nd SELECT random(), randomblob(4), strftime('%s','now') FROM nd"
+        ]),
+    )
+    .expect("non-deterministic inserts");
+    c.wait_all_applied().expect("every node applies");
+    let sql = "SELECT a, hex(b), c FROM nd ORDER BY rowid";
+    let first = c.query_rows(0, sql, Level::None).expect("rows on node 1");
+    assert_eq!(first.as_array().map(Vec::len), Some(2), "{first}");
+    for i in 1..3 {
+        assert_eq!(
+            c.query_rows(i, sql, Level::None).expect("rows"),
+            first,
+            "node {}",
+            c.id(i)
+        );
+    }
+
+    // /db/request: a mixed batch goes through the log; an all-read batch is a query.
+    let r = c
+        .post(
+            f,
+            "/db/request",
+            &[],
+            &json!(["INSERT INTO v(r) VALUES(2.5)", "SELECT COUNT(*) FROM v"]),
+        )
+        .expect("request");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.result(0)["rows_affected"], 1, "{r}");
+    assert_eq!(r.result(1)["values"], json!([[2]]), "{r}");
+    let r = c
+        .post(
+            f,
+            "/db/request",
+            &[("level", "none")],
+            &json!(["SELECT r FROM v WHERE id = 1"]),
+        )
+        .expect("request");
+    assert_eq!(r.result(0)["values"], json!([[1.5]]), "{r}");
+
+    // Queued writes answer at once with a sequence number; `wait` waits for the batch.
+    let r = c
+        .execute_with(
+            f,
+            &[("queue", ""), ("wait", "")],
+            &json!([["INSERT INTO v(r) VALUES(?)", 9]]),
+        )
+        .expect("queued write");
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        r.body["sequence_number"].as_u64().is_some_and(|n| n > 0),
+        "{r}"
+    );
+    assert_eq!(
+        c.query_rows(f, "SELECT COUNT(*) FROM v WHERE r = 9", Level::Linearizable)
+            .expect("count"),
+        json!([[1]]),
+        "a waited-for queued write is applied"
+    );
+    for k in 0..5 {
+        let r = c
+            .execute_with(
+                leader,
+                &[("queue", "")],
+                &json!([["INSERT INTO v(r) VALUES(?)", 100 + k]]),
+            )
+            .expect("queued write");
+        assert_eq!(r.status, 200, "{r}");
+    }
+    wait_until(CATCH_UP_TIMEOUT, "queued writes to be applied", || {
+        c.query_rows(
+            leader,
+            "SELECT COUNT(*) FROM v WHERE r >= 100",
+            Level::Linearizable,
+        )
+        .is_ok_and(|v| v == json!([[5]]))
+    })
+    .expect("queued writes are written");
+
+    // A text/plain body is one statement.
+    let r = http()
+        .post(format!("{}/db/execute", c.url(f)))
+        .header("Content-Type", "text/plain")
+        .body("INSERT INTO v(r) VALUES(7)")
+        .send()
+        .expect("text/plain execute");
+    assert_eq!(r.status().as_u16(), 200);
+
+    // /db/backup: a SQLite file, or a SQL dump.
+    let backup = http()
+        .get(format!("{}/db/backup", c.url(f)))
+        .send()
+        .and_then(|r| r.bytes())
+        .expect("backup");
+    assert!(backup.starts_with(b"SQLite format 3\0"), "a SQLite file");
+    let dump = http()
+        .get(format!("{}/db/backup?fmt=sql", c.url(f)))
+        .send()
+        .and_then(|r| r.text())
+        .expect("dump");
+    assert!(
+        dump.contains("CREATE TABLE v") && dump.contains("INSERT INTO"),
+        "{dump}"
+    );
+
+    // /db/load: the backup into another database, through a follower, on every node.
+    let r = c
+        .post(leader, "/v1/databases", &[], &json!({"name": "restored"}))
+        .expect("create db");
+    assert_eq!(r.status, 201, "{r}");
+    let count_main = c
+        .query_rows(leader, "SELECT COUNT(*) FROM v", Level::Linearizable)
+        .expect("count");
+    let r = http()
+        .post(format!("{}/db/load?db=restored", c.url(f)))
+        .body(backup.to_vec())
+        .send()
+        .expect("load");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    c.wait_all_applied().expect("every node applies the load");
+    for i in 0..3 {
+        let r = c
+            .query_with(
+                i,
+                &[
+                    ("q", "SELECT COUNT(*) FROM v"),
+                    ("db", "restored"),
+                    ("level", "none"),
+                ],
+            )
+            .expect("count");
+        assert_eq!(r.rows(), count_main, "node {}: {r}", c.id(i));
+    }
+    // Garbage and a failing script change nothing.
+    let r = http()
+        .post(format!("{}/db/load?db=restored", c.url(f)))
+        .body(b"SQLite format 3\0 but then nothing valid at all".to_vec())
+        .send()
+        .expect("load garbage");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = c
+        .post_raw(
+            f,
+            "/db/load",
+            &[("db", "restored")],
+            "CREATE TABLE s (a); INSERT INTO nope VALUES (1);",
+        )
+        .expect("failing script");
+    assert_eq!(r.status, 400, "{r}");
+    let r = c
+        .post_raw(
+            f,
+            "/db/load",
+            &[("db", "restored")],
+            "CREATE TABLE s (a); INSERT INTO s VALUES (1); INSERT INTO s VALUES (2);",
+        )
+        .expect("script");
+    assert_eq!(r.status, 200, "{r}");
+    let r = c
+        .query_with(
+            f,
+            &[
+                ("q", "SELECT COUNT(*) FROM s"),
+                ("db", "restored"),
+                ("level", "linearizable"),
+            ],
+        )
+        .expect("count");
+    assert_eq!(r.rows(), json!([[2]]), "only the good script ran: {r}");
+    let r = c
+        .query_with(
+            f,
+            &[
+                ("q", "SELECT COUNT(*) FROM v"),
+                ("db", "restored"),
+                ("level", "linearizable"),
+            ],
+        )
+        .expect("count");
+    assert_eq!(
+        r.rows(),
+        count_main,
+        "the garbage load changed nothing: {r}"
+    );
+
+    // POST /leader hands leadership to another voter.
+    let old = c.id(leader);
+    let r = c.post(f, "/leader", &[], &json!({})).expect("step down");
+    assert_eq!(r.status, 200, "{r}");
+    let new: u64 = r.body["leader"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("the new leader's id");
+    assert_ne!(new, old, "{r}");
+    let seen = wait_for(
+        CATCH_UP_TIMEOUT,
+        "every node to follow the new leader",
+        || {
+            let ids: Vec<Value> = (0..3)
+                .map(|i| {
+                    c.status(i)
+                        .map(|s| s["raft"]["leader_id"].clone())
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+            if ids.iter().all(|x| x.as_u64() == Some(new)) {
+                Ok(ids)
+            } else {
+                Err(format!("{ids:?}"))
+            }
+        },
+    )
+    .expect("leadership moved");
+    assert_eq!(seen.len(), 3);
+    c.execute_ok(leader, &json!([["INSERT INTO v(r) VALUES(?)", 42]]))
+        .expect("writes work after the transfer, through the old leader");
+}
