@@ -28,6 +28,9 @@ use crate::TypeConfig;
 
 type C = TypeConfig;
 
+/// One queued request's statements and its `transaction` flag.
+type Batch<'a> = (&'a [cairn_sql::Statement], bool);
+
 const KEY_APPLIED: &str = "raft_last_applied";
 const KEY_MEMBERSHIP: &str = "raft_membership";
 const CURRENT_SNAPSHOT: &str = "current.json";
@@ -102,7 +105,7 @@ impl StateMachine {
             Command::Queued { batches } => {
                 // Group by database (each file is independent), keeping each database's
                 // batches in their queued order; the entry's index is recorded once per file.
-                let mut by_db: Vec<(&str, Vec<(&[cairn_sql::Statement], bool)>)> = Vec::new();
+                let mut by_db: Vec<(&str, Vec<Batch<'_>>)> = Vec::new();
                 for (db, stmts, transaction) in &batches {
                     match by_db.iter_mut().find(|(d, _)| d == db) {
                         Some((_, list)) => list.push((stmts, *transaction)),
