@@ -132,7 +132,7 @@ pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn rows_affected(results: &[StatementResult]) -> i64 {
+pub(crate) fn rows_affected(results: &[StatementResult]) -> i64 {
     results
         .iter()
         .map(|r| match r.outcome {
@@ -147,7 +147,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn sql_err(e: cairn_sql::Error) -> ApiError {
+pub(crate) fn sql_err(e: cairn_sql::Error) -> ApiError {
     ApiError::from(NodeError::from(e))
 }
 

@@ -102,10 +102,6 @@ fn condition(cond: &str) -> Result<Fragment, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_condition", e.to_string()))
 }
 
-fn sql(e: cairn_sql::Error) -> ApiError {
-    ApiError::from(cairn_node::NodeError::from(e))
-}
-
 async fn select_rows(
     state: &AppState,
     db: &str,
@@ -119,7 +115,7 @@ async fn select_rows(
         limit: Some(rest::MAX_LIMIT),
         ..cairn_sql::Select::default()
     })
-    .map_err(sql)?;
+    .map_err(rest::sql_err)?;
     let rows = rest::read(state, db, vec![stmt], flags)
         .await?
         .into_iter()
@@ -134,14 +130,9 @@ async fn changed(
     stmt: Statement,
     timeout: Duration,
 ) -> Result<i64, ApiError> {
-    let results = rest::write(state, db, vec![stmt], timeout).await?;
-    Ok(results
-        .iter()
-        .map(|r| match r.outcome {
-            cairn_sql::Outcome::Write { rows_affected, .. } => rows_affected,
-            _ => 0,
-        })
-        .sum())
+    Ok(rest::rows_affected(
+        &rest::write(state, db, vec![stmt], timeout).await?,
+    ))
 }
 
 /// `POST /create_table` (seed 001): `{"table_name": "students", "columns": ["id", "name"]}`
@@ -243,7 +234,7 @@ pub async fn search_001(
         op: Op::Eq,
         values: vec![Value::Text(value)],
     }])
-    .map_err(sql)?;
+    .map_err(rest::sql_err)?;
     let rows = select_rows(&state, &flags.db, &table, filter, &flags).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -331,7 +322,8 @@ pub async fn createtable(
     let b = body_json(&body)?;
     let db = required(&b, &pairs, "db")?;
     let table = required(&b, &pairs, "table")?;
-    let cols = cairn_sql::parse_column_list(&required(&b, &pairs, "columns")?).map_err(sql)?;
+    let cols =
+        cairn_sql::parse_column_list(&required(&b, &pairs, "columns")?).map_err(rest::sql_err)?;
     rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -420,7 +412,7 @@ pub async fn update(
     let n = changed(
         &state,
         &db,
-        cairn_sql::update(&table, &set, &filter).map_err(sql)?,
+        cairn_sql::update(&table, &set, &filter).map_err(rest::sql_err)?,
         flags.timeout,
     )
     .await?;
@@ -449,7 +441,7 @@ pub async fn delete(
     let n = changed(
         &state,
         &db,
-        cairn_sql::delete(&table, &filter).map_err(sql)?,
+        cairn_sql::delete(&table, &filter).map_err(rest::sql_err)?,
         flags.timeout,
     )
     .await?;
@@ -553,7 +545,7 @@ pub async fn delete_table_004(
     let table = required(&b, &pairs, "table")?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
-        cairn_sql::quote_ident(&table).map_err(sql)?
+        cairn_sql::quote_ident(&table).map_err(rest::sql_err)?
     ));
     rest::write(&state, &db, vec![stmt], flags.timeout).await?;
     Ok(json_response(
@@ -646,7 +638,7 @@ pub async fn map_reduce_count(
         filter,
         ..cairn_sql::Aggregate::default()
     })
-    .map_err(sql)?;
+    .map_err(rest::sql_err)?;
     let rows = rest::read(&state, &db, vec![stmt], &flags)
         .await?
         .into_iter()
