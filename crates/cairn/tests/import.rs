@@ -185,6 +185,72 @@ fn iso_codes_imported_through_a_follower_reach_every_node() {
             c.id(i)
         );
     }
+    // The same checks through the REST API, on every node at level none (its own replica).
+    for i in c.running() {
+        for ((_, table), &n) in files.iter().zip(&counts) {
+            let r = c
+                .get(
+                    i,
+                    &format!("/v1/databases/iso/tables/{table}/aggregate"),
+                    &[("count", "*"), ("level", "none")],
+                )
+                .expect("REST aggregate");
+            assert_eq!(
+                r.body["rows"],
+                json!([{"count": n}]),
+                "{table} on node {}: {r}",
+                c.id(i)
+            );
+        }
+        let r = c
+            .get(
+                i,
+                "/v1/databases/iso/tables/countries/rows",
+                &[
+                    ("alpha_2", "FR"),
+                    ("columns", "name,alpha_3"),
+                    ("level", "none"),
+                ],
+            )
+            .expect("REST search");
+        assert_eq!(
+            r.body["rows"],
+            json!([{"name": "France", "alpha_3": "FRA"}]),
+            "node {}: {r}",
+            c.id(i)
+        );
+        let r = c
+            .get(
+                i,
+                "/v1/databases/iso/tables/languages/rows",
+                &[("alpha_3", "fra"), ("columns", "name"), ("level", "none")],
+            )
+            .expect("REST search");
+        assert_eq!(
+            r.body["rows"],
+            json!([{"name": "French"}]),
+            "node {}: {r}",
+            c.id(i)
+        );
+        let r = c
+            .get(
+                i,
+                "/v1/databases/iso/tables/subdivisions/rows",
+                &[
+                    ("code[in]", "DE-BY,US-CA"),
+                    ("order_by", "code"),
+                    ("columns", "name"),
+                    ("level", "none"),
+                ],
+            )
+            .expect("REST search");
+        assert_eq!(
+            r.body["rows"],
+            json!([{"name": "Bayern"}, {"name": "California"}]),
+            "node {}: {r}",
+            c.id(i)
+        );
+    }
     // The tables went to database iso, not main.
     let rows = c
         .query_rows(
