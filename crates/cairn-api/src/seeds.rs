@@ -383,12 +383,12 @@ pub async fn select(
     let b = body_json(&body)?;
     let (db, table, filter, _) = target(&b, &pairs)?;
     let rows = select_rows(&state, &db, &table, filter, &flags).await?;
-    let routed = if field(&b, &pairs, "shard_key").is_some() {
-        "single"
-    } else {
-        "all"
-    };
-    let body = json!({"database": db, "table": table, "count": rows.len(), "rows": rows, "routed": routed});
+    // Every node holds every row today (one shard), so the shard key routes nothing yet; it
+    // is echoed so that clients of seed 004 see it was received.
+    let body = json!({
+        "database": db, "table": table, "count": rows.len(), "rows": rows,
+        "shard_key": field(&b, &pairs, "shard_key"), "shards": 1,
+    });
     Ok(json_response(StatusCode::OK, &body, flags.pretty))
 }
 
