@@ -160,7 +160,9 @@ fn rqlite_api_details_hold_on_every_node() {
         .expect("text/plain execute");
     assert_eq!(r.status().as_u16(), 200);
 
-    // /db/backup: a SQLite file, or a SQL dump.
+    // /db/backup: a SQLite file, or a SQL dump, of the follower's replica (served locally,
+    // as in rqlite), so wait until it has applied everything.
+    c.wait_all_applied().expect("every node applies");
     let backup = http()
         .get(format!("{}/db/backup", c.url(f)))
         .send()
