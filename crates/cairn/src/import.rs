@@ -136,13 +136,10 @@ struct Records {
     origins: Vec<String>,
 }
 
-/// Whether `name` may name a table or a column: ASCII letters, digits and underscores,
-/// not empty, not starting with a digit. Identifiers are double-quoted in SQL anyway.
+/// Whether `name` may name a table or a column: the server's own rule
+/// ([`cairn_sql::validate_name`]), so a name the importer accepts is never refused later.
 fn is_valid_identifier(name: &str) -> bool {
-    name.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    cairn_sql::validate_name(name).is_ok()
 }
 
 /// `name` double-quoted for SQL (valid identifiers hold no quote, but escape anyway).
