@@ -4,9 +4,12 @@
 
 mod builder;
 mod condition;
+pub mod crash;
 mod database;
+mod determinism;
 mod result;
 mod rewrite;
+mod sandbox;
 mod store;
 mod value;
 
@@ -15,8 +18,12 @@ pub use builder::{
     update, where_clause, Aggregate, ColumnSpec, Filter, Fragment, Op, Select,
 };
 pub use condition::parse_condition;
-pub use database::{is_read_only, MAX_ROWS};
-pub use result::{render_value, Encoding, Outcome, Rows, StatementResult};
+pub use database::{MAX_RESULT_BYTES, MAX_ROWS, REQUEST_ID_WINDOW};
+pub use determinism::{EntryContext, DEFAULT_STEP_BUDGET};
+pub use result::{
+    render_value, Encoding, ErrorCode, Outcome, Rows, StatementError, StatementResult,
+};
+pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
 pub use rewrite::make_deterministic;
 pub use store::{validate_name, Store, DEFAULT_DATABASE};
 pub use value::{Params, Statement, Value};
@@ -48,4 +55,24 @@ pub enum Error {
     /// An operation that is never allowed (e.g. dropping the default database).
     #[error("{0}")]
     Forbidden(String),
+    /// One string held several statements.
+    #[error("{0}")]
+    MultipleStatements(String),
+    /// A read's rows exceed the response limits.
+    #[error("{0}")]
+    ResultTooLarge(String),
+    /// Applying an entry failed for a reason of this replica's own (I/O, a lock, memory),
+    /// not of the entry: nothing was applied or recorded, and the entry must be retried,
+    /// never answered (fail-stop).
+    #[error("applying the entry failed on this replica: {0}")]
+    Local(String),
+}
+
+impl Error {
+    /// Whether this is a failure of this replica rather than an outcome of the request:
+    /// I/O, and SQLite errors of the transaction itself (a lock, a full disk, ...).
+    /// The state machine retries such an entry instead of answering it.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::Local(_) | Error::Sqlite(_))
+    }
 }

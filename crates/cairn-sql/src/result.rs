@@ -29,8 +29,59 @@ pub enum Outcome {
     },
     /// A statement that returned rows.
     Rows(Rows),
-    /// SQLite refused or failed the statement; the text is SQLite's own message.
-    Error(String),
+    /// The statement failed and changed nothing.
+    Error(StatementError),
+}
+
+/// Why one statement failed: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementError {
+    /// What kind of failure; rendered as the result's `code`.
+    pub code: ErrorCode,
+    /// What went wrong; SQLite's own message for [`ErrorCode::SqlError`].
+    pub message: String,
+}
+
+impl std::fmt::Display for StatementError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Stable codes of statement errors, as clients see them in a result's `code` field.
+/// Every one of them means the statement changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// SQLite's own error (syntax, constraint, no such table, value too big...).
+    SqlError,
+    /// The sandbox refused the statement (ATTACH, TEMP objects, a PRAGMA that is not
+    /// allowed, Cairn's own tables...).
+    NotAuthorized,
+    /// A statement on the apply path exceeded the deterministic work budget.
+    BudgetExceeded,
+    /// A read exceeded its deadline (the `timeout` flag).
+    QueryTimeout,
+    /// A read's rows exceed the response size limit.
+    ResultTooLarge,
+    /// One string held several statements; send them as separate statements.
+    MultipleStatements,
+    /// A parameter that does not match the statement's placeholders.
+    BadParameter,
+}
+
+impl ErrorCode {
+    /// The code's wire name, e.g. `not_authorized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::SqlError => "sql_error",
+            ErrorCode::NotAuthorized => "not_authorized",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::QueryTimeout => "query_timeout",
+            ErrorCode::ResultTooLarge => "result_too_large",
+            ErrorCode::MultipleStatements => "multiple_statements",
+            ErrorCode::BadParameter => "bad_parameter",
+        }
+    }
 }
 
 /// One statement's outcome and how long it took.
@@ -43,11 +94,22 @@ pub struct StatementResult {
 }
 
 impl StatementResult {
-    /// A result carrying an error message.
-    pub fn error(msg: impl Into<String>) -> Self {
+    /// A result carrying an error.
+    pub fn error(code: ErrorCode, msg: impl Into<String>) -> Self {
         StatementResult {
-            outcome: Outcome::Error(msg.into()),
+            outcome: Outcome::Error(StatementError {
+                code,
+                message: msg.into(),
+            }),
             time: 0.0,
+        }
+    }
+
+    /// The error, when the statement failed.
+    pub fn err(&self) -> Option<&StatementError> {
+        match &self.outcome {
+            Outcome::Error(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -88,7 +150,8 @@ impl StatementResult {
             }
             Outcome::Rows(rows) => render_rows(rows, enc, &mut obj),
             Outcome::Error(e) => {
-                obj.insert("error".into(), e.clone().into());
+                obj.insert("error".into(), e.message.clone().into());
+                obj.insert("code".into(), e.code.as_str().into());
             }
         }
         if enc.timings {

@@ -2,21 +2,34 @@
 //! metadata file for the Raft state that must survive restarts.
 //!
 //! # Correctness
-//! Every database stores the log index of the last entry applied to it in its own header
-//! (`PRAGMA user_version`), written in the same transaction as the entry's changes. After
-//! a crash the Raft layer replays entries from the last index it saved, and entries a
-//! database has already applied are skipped, so replay never applies anything twice.
+//! - Every database records the log index of the last entry applied to it in its own
+//!   bookkeeping table (`sqlite_cairn`, out of clients' reach), written in the same
+//!   transaction as the entry's changes. After a crash the Raft layer replays entries from
+//!   the last index it saved, and entries a database has already applied are skipped, so
+//!   replay never applies anything twice.
+//! - An entry either commits with its deterministic outcome (statement errors included)
+//!   or, when this replica fails locally (I/O, a lock), rolls back entirely and returns
+//!   [`Error::Local`]: the caller retries it, and never answers it.
+//! - The files live in a *generation* directory: `CURRENT` names it (absent: the store's
+//!   own directory). Replacing every database (a snapshot install) writes a new generation
+//!   beside the old one, fsyncs it, then switches `CURRENT` with one atomic rename: a crash
+//!   at any point leaves either the old or the new generation, whole, with its metadata.
+//! - Replacing one database (`/db/load`) checkpoints and closes the old file, then renames
+//!   the new, fsynced file over it: a crash leaves one of the two, whole.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use rusqlite::Connection;
 
-use crate::database::{self, applied_index, set_applied_index};
-use crate::result::StatementResult;
+use crate::crash::crash_point;
+use crate::database::{self, Db, LocalFailure};
+use crate::determinism::EntryContext;
+use crate::result::{ErrorCode, StatementResult};
 use crate::value::Statement;
 use crate::Error;
 
@@ -25,6 +38,8 @@ pub const DEFAULT_DATABASE: &str = "main";
 
 const SNAPSHOT_MAGIC: &[u8; 12] = b"CAIRN-SNAP1\n";
 const MAX_READERS: usize = 16;
+const CURRENT_FILE: &str = "CURRENT";
+const GENERATION_PREFIX: &str = "gen-";
 
 /// Checks a database name: 1 to 64 ASCII letters, digits or underscores, not starting with
 /// a digit.
@@ -47,13 +62,13 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 /// pool of read-only connections for queries (WAL lets them run beside the writer).
 struct DbHandle {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Db>,
+    readers: Mutex<Vec<Db>>,
 }
 
 impl DbHandle {
     fn open(path: PathBuf) -> Result<Self, Error> {
-        let writer = database::open_writer(&path)?;
+        let writer = Db::open_writer(&path)?;
         Ok(DbHandle {
             path,
             writer: Mutex::new(writer),
@@ -61,11 +76,11 @@ impl DbHandle {
         })
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, Error> {
+    fn with_reader<T>(&self, f: impl FnOnce(&Db) -> T) -> Result<T, Error> {
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(c) => c,
-            None => database::open_reader(&self.path)?,
+            None => Db::open_reader(&self.path)?,
         };
         let out = f(&conn);
         let mut pool = lock(&self.readers);
@@ -83,39 +98,93 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn local(f: LocalFailure) -> Error {
+    Error::Local(f.0)
+}
+
+/// The files of one generation.
+struct Generation {
+    /// The generation's directory: `state.sqlite` and `db/`.
+    dir: PathBuf,
+    meta: Connection,
+}
+
 /// All databases of one node, under `dir`.
 pub struct Store {
-    dir: PathBuf,
+    root: PathBuf,
     dbs: RwLock<BTreeMap<String, Arc<DbHandle>>>,
-    meta: Mutex<Connection>,
+    current: Mutex<Generation>,
+}
+
+fn open_meta(dir: &Path) -> Result<Connection, Error> {
+    let meta = Connection::open(dir.join("state.sqlite"))?;
+    meta.pragma_update(None, "journal_mode", "WAL")?;
+    meta.pragma_update(None, "synchronous", "FULL")?;
+    meta.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    )?;
+    Ok(meta)
+}
+
+/// fsyncs a directory, so that the names created or renamed in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn write_meta(meta: &mut Connection, pairs: &[(&str, &[u8])]) -> Result<(), Error> {
+    let tx = meta.transaction()?;
+    for (k, v) in pairs {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![k, v],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl Store {
-    /// Opens (creating when absent) the store in `dir`: `dir/db/<name>.sqlite` per database
-    /// and `dir/state.sqlite` for metadata. The default database always exists.
+    /// Opens (creating when absent) the store in `dir`: the generation `dir/CURRENT` names
+    /// (or `dir` itself), with `db/<name>.sqlite` per database and `state.sqlite` for
+    /// metadata. Leftovers of an interrupted snapshot install are removed. The default
+    /// database always exists.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Sqlite`] when the files cannot be opened.
     pub fn open(dir: &Path) -> Result<Store, Error> {
-        let dbdir = dir.join("db");
-        fs::create_dir_all(&dbdir)?;
-        let meta = Connection::open(dir.join("state.sqlite"))?;
-        meta.pragma_update(None, "journal_mode", "WAL")?;
-        meta.pragma_update(None, "synchronous", "FULL")?;
-        meta.execute_batch(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-        )?;
+        fs::create_dir_all(dir)?;
+        let gen_dir = match fs::read_to_string(dir.join(CURRENT_FILE)) {
+            Ok(name) => {
+                let name = name.trim();
+                let valid = name
+                    .strip_prefix(GENERATION_PREFIX)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if !valid {
+                    return Err(Error::BadRequest(format!(
+                        "{}: not a generation name: {name:?}",
+                        dir.join(CURRENT_FILE).display()
+                    )));
+                }
+                dir.join(name)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir.to_path_buf(),
+            Err(e) => return Err(e.into()),
+        };
+        remove_stale_generations(dir, &gen_dir)?;
+        fs::create_dir_all(gen_dir.join("db"))?;
+        let meta = open_meta(&gen_dir)?;
         let store = Store {
-            dir: dir.to_path_buf(),
+            root: dir.to_path_buf(),
             dbs: RwLock::new(BTreeMap::new()),
-            meta: Mutex::new(meta),
+            current: Mutex::new(Generation { dir: gen_dir, meta }),
         };
         store.load_handles()?;
         Ok(store)
     }
 
     fn db_dir(&self) -> PathBuf {
-        self.dir.join("db")
+        lock(&self.current).dir.join("db")
     }
 
     fn db_path(&self, name: &str) -> PathBuf {
@@ -170,21 +239,27 @@ impl Store {
         self.handle(db).is_ok()
     }
 
-    /// Applies the write batch of log entry `index` to `db`; an entry the database has
-    /// already applied (a replay after a crash) is skipped and returns no results.
+    /// Applies the write batch of log entry `index` to `db` under the entry's `ctx`; an
+    /// entry the database has already applied (a replay after a crash) is skipped and
+    /// returns no results. With a `request_id` that this database applied within the last
+    /// [`crate::REQUEST_ID_WINDOW`] entries, nothing runs and the results it got then are
+    /// returned again (a retried write applies once).
     ///
     /// # Errors
-    /// [`Error::NoSuchDatabase`]; [`Error::Sqlite`] when the transaction itself fails
-    /// (statement errors are reported in their result slots instead).
+    /// [`Error::NoSuchDatabase`]; [`Error::Local`] (or `Io`/`Sqlite`) when this replica
+    /// failed to apply it: nothing was applied, retry. Statement errors are reported in
+    /// their result slots instead.
     pub fn apply_execute(
         &self,
         index: u64,
+        ctx: &EntryContext,
         db: &str,
         stmts: &[Statement],
         transaction: bool,
+        request_id: Option<&str>,
     ) -> Result<Vec<StatementResult>, Error> {
         Ok(self
-            .apply_batches(index, db, &[(stmts, transaction)])?
+            .apply_entry(index, ctx, db, &[(stmts, transaction)], request_id)?
             .into_iter()
             .flatten()
             .collect())
@@ -199,67 +274,106 @@ impl Store {
     pub fn apply_batches(
         &self,
         index: u64,
+        ctx: &EntryContext,
         db: &str,
         batches: &[(&[Statement], bool)],
     ) -> Result<Vec<Vec<StatementResult>>, Error> {
+        self.apply_entry(index, ctx, db, batches, None)
+    }
+
+    fn apply_entry(
+        &self,
+        index: u64,
+        ctx: &EntryContext,
+        db: &str,
+        batches: &[(&[Statement], bool)],
+        request_id: Option<&str>,
+    ) -> Result<Vec<Vec<StatementResult>>, Error> {
         let h = self.handle(db)?;
-        let conn = lock(&h.writer);
-        if applied_index(&conn)? >= index {
+        let w = lock(&h.writer);
+        if w.applied_index()? >= index {
             return Ok(Vec::new());
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        w.exec("BEGIN IMMEDIATE")?;
         let results = (|| {
-            set_applied_index(&conn, index)?;
-            let mut all = Vec::with_capacity(batches.len());
+            w.set_applied_index(index)?;
+            if let Some(id) = request_id {
+                if let Some(previous) = w.remembered(id)? {
+                    return Ok(vec![previous]);
+                }
+            }
+            w.begin_entry(index, ctx);
+            let mut all: Vec<Vec<StatementResult>> = Vec::with_capacity(batches.len());
             for (stmts, transaction) in batches {
-                if !transaction {
-                    all.push(database::run_statements(&conn, stmts, false));
-                    continue;
+                if *transaction {
+                    w.exec("SAVEPOINT batch")?;
                 }
-                conn.execute_batch("SAVEPOINT batch")?;
-                let results = database::run_statements(&conn, stmts, true);
-                if results.iter().any(StatementResult::is_error) {
-                    conn.execute_batch("ROLLBACK TO batch")?;
+                let ran = w.run_statements(stmts, *transaction).map_err(local)?;
+                if ran.rolled_back {
+                    all.push(ran.results);
+                    return restart_rolled_back(&w, index, all);
                 }
-                conn.execute_batch("RELEASE batch")?;
-                all.push(results);
+                if *transaction {
+                    if ran.results.iter().any(StatementResult::is_error) {
+                        w.exec("ROLLBACK TO batch")?;
+                    }
+                    w.exec("RELEASE batch")?;
+                }
+                all.push(ran.results);
+            }
+            if let Some(id) = request_id {
+                let flat: Vec<StatementResult> = all.iter().flatten().cloned().collect();
+                w.remember(index, id, &flat)?;
             }
             Ok(all)
         })();
-        finish(&conn, results)
+        finish(&w, results)
     }
 
-    /// Applies a SQL script (several statements in one string, as `/db/load` accepts) to
-    /// `db` in one transaction: all of it or none.
+    /// Applies a SQL script (several statements in one string, `/db/load` of SQL text) to
+    /// `db` as one atomic batch: SQLite's parser splits it, each statement runs in the
+    /// sandbox, and the first error rolls all of it back. Returns each statement's result
+    /// up to the first error.
     ///
     /// # Errors
-    /// [`Error::NoSuchDatabase`]; [`Error::Sqlite`] with SQLite's message when a statement
-    /// fails (nothing is kept).
-    pub fn apply_script(&self, index: u64, db: &str, sql: &str) -> Result<(), Error> {
+    /// As [`Store::apply_execute`].
+    pub fn apply_script(
+        &self,
+        index: u64,
+        ctx: &EntryContext,
+        db: &str,
+        sql: &str,
+    ) -> Result<Vec<StatementResult>, Error> {
         let h = self.handle(db)?;
-        let conn = lock(&h.writer);
-        if applied_index(&conn)? >= index {
-            return Ok(());
+        let w = lock(&h.writer);
+        if w.applied_index()? >= index {
+            return Ok(Vec::new());
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        conn.execute_batch("SAVEPOINT script")?;
-        if let Err(e) = conn.execute_batch(sql) {
-            conn.execute_batch("ROLLBACK TO script; RELEASE script")?;
-            set_applied_index(&conn, index)?;
-            conn.execute_batch("COMMIT")?;
-            return Err(e.into());
-        }
-        let r = conn
-            .execute_batch("RELEASE script")
-            .map_err(Error::from)
-            .and_then(|_| set_applied_index(&conn, index));
-        finish(&conn, r)
+        w.exec("BEGIN IMMEDIATE")?;
+        let results = (|| {
+            w.set_applied_index(index)?;
+            w.begin_entry(index, ctx);
+            w.exec("SAVEPOINT script")?;
+            let ran = w.run_script(sql).map_err(local)?;
+            if ran.rolled_back {
+                return Ok(restart_rolled_back(&w, index, vec![ran.results])?
+                    .into_iter()
+                    .flatten()
+                    .collect());
+            }
+            if ran.results.iter().any(StatementResult::is_error) {
+                w.exec("ROLLBACK TO script")?;
+            }
+            w.exec("RELEASE script")?;
+            Ok(ran.results)
+        })();
+        finish(&w, results)
     }
 
     /// Creates database `name` at log index `index`.
     ///
     /// # Errors
-    /// [`Error::BadIdentifier`], [`Error::DatabaseExists`].
+    /// [`Error::BadIdentifier`], [`Error::DatabaseExists`]; `Io`/`Sqlite` (local).
     pub fn create_database(&self, index: u64, name: &str) -> Result<(), Error> {
         validate_name(name)?;
         let mut map = self.dbs.write().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +383,7 @@ impl Store {
         let path = self.db_path(name);
         remove_db_files(&path)?;
         let h = DbHandle::open(path)?;
-        set_applied_index(&lock(&h.writer), index)?;
+        lock(&h.writer).set_applied_index(index)?;
         map.insert(name.to_string(), Arc::new(h));
         Ok(())
     }
@@ -295,61 +409,106 @@ impl Store {
     }
 
     /// Replaces the contents of `db` with the SQLite database file `bytes` (rqlite's
-    /// `/db/load` of a binary file).
+    /// `/db/load` of a binary file), at log index `index`. The new file is written and
+    /// fsynced beside the old one, then renamed over it once the old one is checkpointed
+    /// and closed (crash points `load.written`, `load.swapped`).
     ///
     /// # Errors
     /// [`Error::NoSuchDatabase`]; [`Error::BadRequest`] when `bytes` is not a valid
-    /// SQLite database (nothing changes then).
+    /// SQLite database (nothing changes then); `Io`/`Sqlite` (local).
     pub fn apply_load(&self, index: u64, db: &str, bytes: &[u8]) -> Result<(), Error> {
         let old = self.handle(db)?;
-        if applied_index(&lock(&old.writer))? >= index {
+        if lock(&old.writer).applied_index()? >= index {
             return Ok(());
         }
-        let tmp = self.db_dir().join(format!(".load-{db}.tmp"));
+        let dir = self.db_dir();
+        let tmp = dir.join(format!(".load-{db}.tmp"));
         remove_db_files(&tmp)?;
-        fs::write(&tmp, bytes)?;
-        let check = (|| -> Result<(), Error> {
-            let c = Connection::open(&tmp)?;
-            let ok: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-            if ok != "ok" {
-                return Err(Error::BadRequest(format!(
-                    "not a valid SQLite database: {ok}"
-                )));
-            }
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            set_applied_index(&c, index)?;
-            Ok(())
-        })();
-        if let Err(e) = check {
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        if let Err(e) = database::adopt_file(&tmp, index) {
             remove_db_files(&tmp)?;
             return Err(match e {
                 Error::Sqlite(s) => Error::BadRequest(format!("not a valid SQLite database: {s}")),
                 other => other,
             });
         }
+        File::open(&tmp)?.sync_all()?;
+        crash_point("load.written");
         let mut map = self.dbs.write().unwrap_or_else(|e| e.into_inner());
         let path = old.path.clone();
         map.remove(db);
+        {
+            // Everything in the old WAL goes into the old file before its WAL is removed,
+            // so that a crash before the rename below still finds the old database whole.
+            let w = lock(&old.writer);
+            w.exec("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        }
         drop(old);
-        remove_db_files(&path)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            match fs::remove_file(format!("{}{suffix}", path.display())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         fs::rename(&tmp, &path)?;
-        remove_db_files(&tmp)?;
+        sync_dir(&dir)?;
+        crash_point("load.swapped");
         map.insert(db.to_string(), Arc::new(DbHandle::open(path)?));
         Ok(())
     }
 
-    /// Runs read-only statements on a pooled read connection of `db`. A statement that
-    /// would write fails in its slot with SQLite's read-only error.
+    /// Runs read-only statements on a pooled read connection of `db`, each bounded by
+    /// `deadline` (a statement still running then fails with `query_timeout`). A statement
+    /// that would write fails in its slot with SQLite's read-only error.
     ///
     /// # Errors
     /// [`Error::NoSuchDatabase`], [`Error::Sqlite`] when no connection can be opened.
-    pub fn query(&self, db: &str, stmts: &[Statement]) -> Result<Vec<StatementResult>, Error> {
-        self.handle(db)?
-            .with_reader(|c| database::run_statements(c, stmts, false))
+    pub fn query(
+        &self,
+        db: &str,
+        stmts: &[Statement],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<StatementResult>, Error> {
+        self.read(db, stmts, deadline, None)
     }
 
-    /// Whether every statement leaves `db` unchanged (statements that do not compile count
-    /// as reads, so that their error is reported without a log entry).
+    /// Runs a read that went through the log (`level=strong`), bounded by the entry's
+    /// deterministic step budget like a write.
+    ///
+    /// # Errors
+    /// As [`Store::query`].
+    pub fn query_in_log(
+        &self,
+        ctx: &EntryContext,
+        db: &str,
+        stmts: &[Statement],
+    ) -> Result<Vec<StatementResult>, Error> {
+        self.read(db, stmts, None, Some(ctx.step_budget))
+    }
+
+    fn read(
+        &self,
+        db: &str,
+        stmts: &[Statement],
+        deadline: Option<Instant>,
+        steps: Option<u64>,
+    ) -> Result<Vec<StatementResult>, Error> {
+        self.handle(db)?.with_reader(|c| {
+            c.begin_read(deadline, steps);
+            let ran = c.run_statements(stmts, false);
+            c.begin_read(None, None);
+            ran.map(|r| r.results).map_err(local)
+        })?
+    }
+
+    /// Whether every statement leaves `db` unchanged. A statement that does not compile
+    /// here counts as a write (rqlite's rule): this replica may lag behind the leader, and
+    /// the leader decides.
     ///
     /// # Errors
     /// [`Error::NoSuchDatabase`].
@@ -357,18 +516,18 @@ impl Store {
         self.handle(db)?.with_reader(|c| {
             stmts
                 .iter()
-                .all(|s| database::is_read_only(c, &s.sql).unwrap_or(true))
+                .all(|s| c.is_read_only(&s.sql).unwrap_or(false))
         })
     }
 
-    /// The applied index stored in `db`'s header.
+    /// The applied index recorded in `db`.
     ///
     /// # Errors
     /// [`Error::NoSuchDatabase`], [`Error::Sqlite`].
     pub fn applied_index(&self, db: &str) -> Result<u64, Error> {
         let h = self.handle(db)?;
-        let c = lock(&h.writer);
-        applied_index(&c)
+        let w = lock(&h.writer);
+        w.applied_index()
     }
 
     /// Writes a consistent copy of `db` to `dest` (`VACUUM INTO`): rqlite's `/db/backup`.
@@ -380,7 +539,7 @@ impl Store {
         if dest.exists() {
             fs::remove_file(dest)?;
         }
-        h.with_reader(|c| c.execute("VACUUM INTO ?1", [dest.to_string_lossy()]))??;
+        h.with_reader(|c| c.internal(|c| c.execute("VACUUM INTO ?1", [dest.to_string_lossy()])))??;
         Ok(())
     }
 
@@ -390,7 +549,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchDatabase`], [`Error::Sqlite`].
     pub fn dump_sql(&self, db: &str) -> Result<String, Error> {
-        self.handle(db)?.with_reader(dump)?
+        self.handle(db)?.with_reader(|c| c.internal(dump))?
     }
 
     /// Reads a metadata value saved with [`Store::set_meta`].
@@ -399,7 +558,8 @@ impl Store {
     /// [`Error::Sqlite`].
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         use rusqlite::OptionalExtension;
-        Ok(lock(&self.meta)
+        Ok(lock(&self.current)
+            .meta
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
@@ -409,16 +569,7 @@ impl Store {
     /// # Errors
     /// [`Error::Sqlite`].
     pub fn set_meta(&self, pairs: &[(&str, &[u8])]) -> Result<(), Error> {
-        let mut c = lock(&self.meta);
-        let tx = c.transaction()?;
-        for (k, v) in pairs {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                rusqlite::params![k, v],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        write_meta(&mut lock(&self.current).meta, pairs)
     }
 
     /// Checkpoints every database's WAL into its main file (which SQLite fsyncs), so that
@@ -435,8 +586,7 @@ impl Store {
             .cloned()
             .collect();
         for h in handles {
-            let c = lock(&h.writer);
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            lock(&h.writer).exec("PRAGMA wal_checkpoint(TRUNCATE)")?;
         }
         Ok(())
     }
@@ -449,15 +599,15 @@ impl Store {
     /// [`Error::Io`], [`Error::Sqlite`].
     pub fn write_snapshot(&self, dest: &Path) -> Result<(), Error> {
         let map = self.dbs.read().unwrap_or_else(|e| e.into_inner());
-        let tmpdir = self.dir.join("snapshot.tmp");
+        let tmpdir = self.root.join("snapshot.tmp");
         let _ = fs::remove_dir_all(&tmpdir);
         fs::create_dir_all(&tmpdir)?;
         let guards: Vec<_> = map.iter().map(|(n, h)| (n, lock(&h.writer))).collect();
         let mut out = BufWriter::new(File::create(dest)?);
         out.write_all(SNAPSHOT_MAGIC)?;
-        for (name, conn) in &guards {
+        for (name, w) in &guards {
             let copy = tmpdir.join(format!("{name}.sqlite"));
-            conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
+            w.internal(|c| c.execute("VACUUM INTO ?1", [copy.to_string_lossy()]))?;
             let len = fs::metadata(&copy)?.len();
             let name_bytes = name.as_bytes();
             out.write_all(&u32::try_from(name_bytes.len()).unwrap_or(0).to_be_bytes())?;
@@ -473,37 +623,133 @@ impl Store {
     }
 
     /// Replaces every database with the contents of snapshot `src` (written by
-    /// [`Store::write_snapshot`]). The archive is unpacked beside the live files first, so
-    /// a corrupt archive changes nothing.
+    /// [`Store::write_snapshot`]) and the metadata with `meta`, atomically: the archive is
+    /// unpacked into a new generation directory with its own metadata file, everything is
+    /// fsynced, and one rename of `CURRENT` switches to it (crash points
+    /// `snapshot.unpacked`, `snapshot.swapped`). A corrupt archive changes nothing.
     ///
     /// # Errors
     /// [`Error::BadRequest`] for a malformed archive, [`Error::Io`], [`Error::Sqlite`].
-    pub fn restore_snapshot(&self, src: &Path) -> Result<(), Error> {
-        let staging = self.dir.join("restore.tmp");
+    pub fn restore_snapshot(&self, src: &Path, meta: &[(&str, &[u8])]) -> Result<(), Error> {
+        let old_dir = lock(&self.current).dir.clone();
+        let next = next_generation(&self.root, &old_dir);
+        let staging = self.root.join(&next);
         let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging)?;
-        unpack(src, &staging)?;
+        fs::create_dir_all(staging.join("db"))?;
+        if let Err(e) = unpack(src, &staging.join("db")) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        {
+            let mut m = open_meta(&staging)?;
+            write_meta(&mut m, meta)?;
+            m.pragma_update(None, "journal_mode", "DELETE")?;
+        }
+        sync_dir(&staging.join("db"))?;
+        sync_dir(&staging)?;
+        sync_dir(&self.root)?;
+        crash_point("snapshot.unpacked");
+
         let mut map = self.dbs.write().unwrap_or_else(|e| e.into_inner());
+        let tmp = self.root.join(format!("{CURRENT_FILE}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(next.as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.root.join(CURRENT_FILE))?;
+        sync_dir(&self.root)?;
+        crash_point("snapshot.swapped");
+
         map.clear();
-        let dbdir = self.db_dir();
-        let old = self.dir.join("db.old");
-        let _ = fs::remove_dir_all(&old);
-        fs::rename(&dbdir, &old)?;
-        fs::rename(&staging, &dbdir)?;
-        let _ = fs::remove_dir_all(&old);
+        {
+            let mut cur = lock(&self.current);
+            cur.meta = open_meta(&staging)?;
+            cur.dir = staging.clone();
+        }
         drop(map);
-        self.load_handles()
+        self.load_handles()?;
+        remove_stale_generations(&self.root, &staging)?;
+        Ok(())
     }
 }
 
-fn finish<T>(conn: &Connection, r: Result<T, Error>) -> Result<T, Error> {
-    match r {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
+/// After SQLite itself ended the entry's transaction (an `OR ROLLBACK` conflict, a
+/// `RAISE(ROLLBACK)`, an interrupted write: the same on every replica), the entry still
+/// counts as applied, with nothing of it kept: a new transaction records the index, and
+/// the results say so.
+fn restart_rolled_back(
+    w: &Db,
+    index: u64,
+    mut all: Vec<Vec<StatementResult>>,
+) -> Result<Vec<Vec<StatementResult>>, Error> {
+    w.exec("BEGIN IMMEDIATE")?;
+    w.set_applied_index(index)?;
+    let last = all.len().saturating_sub(1);
+    for (b, batch) in all.iter_mut().enumerate() {
+        let n = batch.len();
+        for (i, r) in batch.iter_mut().enumerate() {
+            let culprit = b == last && i + 1 == n;
+            if !culprit {
+                *r = StatementResult::error(
+                    ErrorCode::SqlError,
+                    "rolled back: a later statement of this request ended its transaction",
+                );
+            }
         }
+    }
+    Ok(all)
+}
+
+/// The name of the generation after `current` (`gen-1` after the store's own directory).
+fn next_generation(root: &Path, current: &Path) -> String {
+    let n = if current == root {
+        0
+    } else {
+        current
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(GENERATION_PREFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    format!("{GENERATION_PREFIX}{}", n + 1)
+}
+
+/// Removes generations other than `keep` (an install interrupted before its switch, or
+/// the one it replaced), and the store directory's own files once a generation replaced
+/// them.
+fn remove_stale_generations(root: &Path, keep: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(root)? {
+        let path = entry?.path();
+        let is_gen = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(GENERATION_PREFIX));
+        if is_gen && path != keep {
+            fs::remove_dir_all(&path)?;
+        }
+    }
+    if keep != root {
+        let _ = fs::remove_dir_all(root.join("db"));
+        for f in ["state.sqlite", "state.sqlite-wal", "state.sqlite-shm"] {
+            let _ = fs::remove_file(root.join(f));
+        }
+    }
+    Ok(())
+}
+
+fn finish<T>(w: &Db, r: Result<T, Error>) -> Result<T, Error> {
+    match r {
+        Ok(v) => match w.exec("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = w.exec("ROLLBACK");
+                Err(e)
+            }
+        },
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = w.exec("ROLLBACK");
             Err(e)
         }
     }
@@ -612,6 +858,12 @@ mod tests {
     use super::*;
     use crate::result::Outcome;
 
+    const CTX: EntryContext = EntryContext {
+        time_ms: 0,
+        seed: 0,
+        step_budget: crate::DEFAULT_STEP_BUDGET,
+    };
+
     fn stmts(sqls: &[&str]) -> Vec<Statement> {
         sqls.iter().map(|s| Statement::new(*s)).collect()
     }
@@ -620,16 +872,16 @@ mod tests {
     fn replayed_entries_are_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a)"]), false)
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
             .expect("apply");
-        s.apply_execute(2, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false)
+        s.apply_execute(2, &CTX, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false, None)
             .expect("apply");
         let again = s
-            .apply_execute(2, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false)
+            .apply_execute(2, &CTX, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false, None)
             .expect("replay");
         assert!(again.is_empty());
         let r = s
-            .query("main", &stmts(&["SELECT count(*) FROM t"]))
+            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
             .expect("query");
         let Outcome::Rows(rows) = &r[0].outcome else {
             panic!("rows")
@@ -641,20 +893,20 @@ mod tests {
     fn every_batch_of_a_queued_entry_is_applied_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false)
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false, None)
             .expect("apply");
         let one = stmts(&["INSERT INTO t VALUES (1)"]);
         let bad = stmts(&["INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (1)"]);
         let three = stmts(&["INSERT INTO t VALUES (3)"]);
         let batches: Vec<(&[Statement], bool)> = vec![(&one, false), (&bad, true), (&three, false)];
-        let r = s.apply_batches(2, "main", &batches).expect("apply");
+        let r = s.apply_batches(2, &CTX, "main", &batches).expect("apply");
         assert_eq!(r.len(), 3);
         assert!(s
-            .apply_batches(2, "main", &batches)
+            .apply_batches(2, &CTX, "main", &batches)
             .expect("replay")
             .is_empty());
         let r = s
-            .query("main", &stmts(&["SELECT group_concat(a) FROM t"]))
+            .query("main", &stmts(&["SELECT group_concat(a) FROM t"]), None)
             .expect("query");
         let Outcome::Rows(rows) = &r[0].outcome else {
             panic!("rows")
@@ -670,20 +922,19 @@ mod tests {
     fn transaction_rolls_back_but_advances_applied_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false)
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false, None)
             .expect("apply");
         let r = s
-            .apply_execute(
-                2,
-                "main",
+            .apply_execute(2, &CTX, "main",
                 &stmts(&["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"]),
                 true,
+                None,
             )
             .expect("apply");
         assert!(r[1].is_error());
         assert_eq!(s.applied_index("main").expect("index"), 2);
         let r = s
-            .query("main", &stmts(&["SELECT count(*) FROM t"]))
+            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
             .expect("query");
         let Outcome::Rows(rows) = &r[0].outcome else {
             panic!("rows")
@@ -695,10 +946,10 @@ mod tests {
     fn queries_cannot_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a)"]), false)
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
             .expect("apply");
         let r = s
-            .query("main", &stmts(&["INSERT INTO t VALUES (1)"]))
+            .query("main", &stmts(&["INSERT INTO t VALUES (1)"]), None)
             .expect("query");
         assert!(r[0].is_error());
         assert!(!s
@@ -719,11 +970,10 @@ mod tests {
             s.create_database(2, "bad-name"),
             Err(Error::BadIdentifier(_))
         ));
-        s.apply_execute(
-            3,
-            "school",
+        s.apply_execute(3, &CTX, "school",
             &stmts(&["CREATE TABLE k (n)", "INSERT INTO k VALUES (7)"]),
             false,
+            None,
         )
         .expect("apply");
         let snap = dir.path().join("snap.bin");
@@ -731,11 +981,17 @@ mod tests {
 
         let dir2 = tempfile::tempdir().expect("tempdir");
         let s2 = Store::open(dir2.path()).expect("open");
-        s2.restore_snapshot(&snap).expect("restore");
+        s2.restore_snapshot(&snap, &[("k", b"v")]).expect("restore");
+        assert_eq!(s2.meta("k").expect("meta"), Some(b"v".to_vec()));
+        drop(s2);
+        let s2 = Store::open(dir2.path()).expect("reopen after restore");
+        assert_eq!(s2.meta("k").expect("meta"), Some(b"v".to_vec()));
+        assert!(dir2.path().join("gen-1").is_dir());
+        assert!(!dir2.path().join("db").exists(), "the replaced files are gone");
         let names: Vec<String> = s2.databases().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["main", "school"]);
         let r = s2
-            .query("school", &stmts(&["SELECT n FROM k"]))
+            .query("school", &stmts(&["SELECT n FROM k"]), None)
             .expect("query");
         let Outcome::Rows(rows) = &r[0].outcome else {
             panic!("rows")
@@ -754,21 +1010,96 @@ mod tests {
     fn load_rejects_garbage_and_keeps_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, "main", &stmts(&["CREATE TABLE t (a)"]), false)
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
             .expect("apply");
         assert!(s
             .apply_load(2, "main", b"not a database at all, definitely not")
             .is_err());
-        assert!(
-            s.query("main", &stmts(&["SELECT * FROM t"]))
-                .expect("query")[0]
-                .outcome
-                != Outcome::Error(String::new())
-        );
+        assert!(!s.query("main", &stmts(&["SELECT * FROM t"]), None).expect("query")[0].is_error());
         let backup = dir.path().join("b.sqlite");
         s.backup("main", &backup).expect("backup");
         s.apply_load(3, "main", &fs::read(&backup).expect("read"))
             .expect("load");
         assert_eq!(s.applied_index("main").expect("index"), 3);
+    }
+
+    #[test]
+    fn a_request_id_applies_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
+            .expect("apply");
+        let ins = stmts(&["INSERT INTO t VALUES (random())"]);
+        let first = s
+            .apply_execute(2, &CTX, "main", &ins, false, Some("req-1"))
+            .expect("apply");
+        let again = s
+            .apply_execute(3, &CTX, "main", &ins, false, Some("req-1"))
+            .expect("apply");
+        assert_eq!(first, again, "the retry gets the first answer");
+        s.apply_execute(4, &CTX, "main", &ins, false, Some("req-2"))
+            .expect("apply");
+        let r = s
+            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
+            .expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows")
+        };
+        assert_eq!(rows.values[0][0], crate::Value::Integer(2));
+    }
+
+    #[test]
+    fn an_entry_ended_by_sqlite_is_applied_with_nothing_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)", "INSERT INTO t VALUES (1)"]), false, None)
+            .expect("apply");
+        let r = s
+            .apply_execute(
+                2,
+                &CTX,
+                "main",
+                &stmts(&["INSERT INTO t VALUES (2)", "INSERT OR ROLLBACK INTO t VALUES (1)", "INSERT INTO t VALUES (3)"]),
+                false,
+                None,
+            )
+            .expect("apply");
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(StatementResult::is_error), "{r:?}");
+        assert_eq!(s.applied_index("main").expect("index"), 2);
+        let r = s
+            .query("main", &stmts(&["SELECT group_concat(a) FROM t"]), None)
+            .expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows")
+        };
+        assert_eq!(rows.values[0][0], crate::Value::Text("1".into()));
+        s.apply_execute(3, &CTX, "main", &stmts(&["INSERT INTO t VALUES (4)"]), false, None)
+            .expect("the next entry applies");
+    }
+
+    #[test]
+    fn scripts_run_in_the_sandbox_statement_by_statement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let r = s
+            .apply_script(1, &CTX, "main", "CREATE TABLE t (a); INSERT INTO t VALUES (1); INSERT INTO t VALUES ('x;y');")
+            .expect("script");
+        assert_eq!(r.len(), 3);
+        assert!(r.iter().all(|x| !x.is_error()), "{r:?}");
+        let outside = dir.path().join("x.db");
+        let r = s
+            .apply_script(2, &CTX, "main", &format!("INSERT INTO t VALUES (2); ATTACH '{}' AS e; CREATE TABLE e.t (a);", outside.display()))
+            .expect("script");
+        assert_eq!(r.len(), 2, "stops at the refused statement");
+        assert_eq!(r[1].err().map(|e| e.code), Some(ErrorCode::NotAuthorized));
+        assert!(!outside.exists());
+        let r = s
+            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
+            .expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows")
+        };
+        assert_eq!(rows.values[0][0], crate::Value::Integer(2), "the failed script changed nothing");
     }
 }
