@@ -68,12 +68,16 @@ pub(crate) fn sql_error(msg: &str) -> ApiError {
 
 /// Fails with the first statement error, if any.
 pub(crate) fn check(results: Vec<StatementResult>) -> Result<Vec<StatementResult>, ApiError> {
-    if let Some(Outcome::Error(e)) = results
-        .iter()
-        .map(|r| &r.outcome)
-        .find(|o| matches!(o, Outcome::Error(_)))
-    {
-        return Err(sql_error(e));
+    if let Some(e) = results.iter().find_map(StatementResult::err) {
+        use cairn_sql::ErrorCode as C;
+        let status = match e.code {
+            C::SqlError => return Err(sql_error(&e.message)),
+            C::NotAuthorized => StatusCode::FORBIDDEN,
+            C::QueryTimeout => StatusCode::GATEWAY_TIMEOUT,
+            C::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::BudgetExceeded | C::MultipleStatements | C::BadParameter => StatusCode::BAD_REQUEST,
+        };
+        return Err(ApiError::new(status, e.code.as_str(), e.message.clone()));
     }
     Ok(results)
 }

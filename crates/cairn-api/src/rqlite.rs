@@ -243,7 +243,9 @@ pub async fn load(
         })?;
         LoadPayload::Script(text)
     };
-    state.node.load(&flags.db, payload, flags.timeout).await?;
-    let body = serde_json::json!({"results": []});
+    let results = state.node.load(&flags.db, payload, flags.timeout).await?;
+    let enc = flags.encoding();
+    let body =
+        serde_json::json!({"results": results.iter().map(|r| r.to_json(enc)).collect::<Vec<_>>()});
     Ok(json_response(StatusCode::OK, &body, flags.pretty))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftService};
 use cairn_raft::{Command, LogStore, Network, NodeAddr, Raft, Response, StateMachine};
-use cairn_sql::{Statement, StatementResult, Store};
+use cairn_sql::{EntryContext, Statement, StatementResult, Store};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, ReadPolicy, ServerState};
@@ -290,7 +290,7 @@ impl Node {
                     self.propose(cmd).await.map(Reply::Response)
                 }
                 NodeRpc::Query { db, stmts, level } => self
-                    .leader_read(&db, stmts, level)
+                    .leader_read(&db, stmts, level, timeout)
                     .await
                     .map(Reply::Results),
                 NodeRpc::Join(req) => self.add_node(req).await.map(|_| Reply::Done),
@@ -310,7 +310,10 @@ impl Node {
     }
 
     /// Proposes `cmd` on this node, which believes it is the leader.
-    async fn propose(&self, cmd: Command) -> Result<Response, NodeError> {
+    async fn propose(&self, mut cmd: Command) -> Result<Response, NodeError> {
+        // The leader fixes the entry's time, seed and budget: every replica applies it with
+        // these (see `cairn_sql::EntryContext`).
+        cmd.stamp(EntryContext::now());
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(self.not_leader()),
@@ -326,12 +329,15 @@ impl Node {
         db: &str,
         stmts: Vec<Statement>,
         level: Level,
+        timeout: Duration,
     ) -> Result<Vec<StatementResult>, NodeError> {
+        let deadline = Instant::now() + timeout;
         match level {
             Level::Strong => {
                 let cmd = Command::Query {
                     db: db.to_string(),
                     stmts,
+                    ctx: EntryContext::now(),
                 };
                 into_results(self.propose(cmd).await?)
             }
@@ -345,22 +351,27 @@ impl Node {
                         )))
                     }
                 }
-                self.local_query(db, &stmts)
+                self.local_query(db, &stmts, deadline)
             }
-            _ => self.local_query(db, &stmts),
+            _ => self.local_query(db, &stmts, deadline),
         }
     }
 
+    /// Reads this replica; a statement still running at `deadline` fails with
+    /// `query_timeout`.
     fn local_query(
         &self,
         db: &str,
         stmts: &[Statement],
+        deadline: Instant,
     ) -> Result<Vec<StatementResult>, NodeError> {
-        Ok(tokio::task::block_in_place(|| self.store.query(db, stmts))?)
+        Ok(tokio::task::block_in_place(|| {
+            self.store.query(db, stmts, Some(deadline))
+        })?)
     }
 
     /// Runs write statements on database `db` through the log (forwarded to the leader when
-    /// this node is a follower). Non-deterministic functions are replaced first.
+    /// this node is a follower).
     ///
     /// # Errors
     /// [`NodeError::NoLeader`] when no leader is reachable within `timeout`; the leader's
@@ -372,11 +383,31 @@ impl Node {
         transaction: bool,
         timeout: Duration,
     ) -> Result<Vec<StatementResult>, NodeError> {
-        let stmts = deterministic(stmts)?;
+        self.execute_once(db, stmts, transaction, None, timeout)
+            .await
+    }
+
+    /// [`Node::execute`] with a client's `request_id` (the `Idempotency-Key` header): a
+    /// write retried with the same id within the last `cairn_sql::REQUEST_ID_WINDOW`
+    /// entries applies once, and the retry gets the first attempt's results.
+    ///
+    /// # Errors
+    /// As [`Node::execute`].
+    pub async fn execute_once(
+        &self,
+        db: &str,
+        stmts: Vec<Statement>,
+        transaction: bool,
+        request_id: Option<String>,
+        timeout: Duration,
+    ) -> Result<Vec<StatementResult>, NodeError> {
+        let stmts = non_empty(stmts)?;
         let cmd = Command::Execute {
             db: db.to_string(),
             stmts,
             transaction,
+            ctx: EntryContext::now(),
+            request_id,
         };
         self.write(cmd, timeout).await.and_then(into_results)
     }
@@ -423,7 +454,7 @@ impl Node {
                     }
                 }
             }
-            return self.local_query(db, &stmts);
+            return self.local_query(db, &stmts, Instant::now() + timeout);
         }
         let rpc = NodeRpc::Query {
             db: db.to_string(),
@@ -457,7 +488,7 @@ impl Node {
     ) -> Result<u64, NodeError> {
         Ok(self
             .queue
-            .push(db.to_string(), deterministic(stmts)?, transaction))
+            .push(db.to_string(), non_empty(stmts)?, transaction))
     }
 
     /// Waits until the queued batch holding `seq` has been written.
@@ -473,7 +504,13 @@ impl Node {
         batches: Vec<(String, Vec<Statement>, bool)>,
     ) -> Result<(), NodeError> {
         let resp = self
-            .write(Command::Queued { batches }, Duration::from_secs(30))
+            .write(
+                Command::Queued {
+                    batches,
+                    ctx: EntryContext::now(),
+                },
+                Duration::from_secs(30),
+            )
             .await?;
         match resp.error {
             Some(e) => Err(e.into()),
@@ -521,17 +558,19 @@ impl Node {
         }
     }
 
-    /// Loads a SQLite file or runs a SQL script on `db`, through the log.
+    /// Loads a SQLite file or runs a SQL script on `db`, through the log. A script runs as
+    /// one atomic batch, statement by statement in the sandbox; the results are each
+    /// statement's, up to the first error (after which nothing of it is kept). A file gives
+    /// no results.
     ///
     /// # Errors
-    /// `Command(NoSuchDatabase)`, `Command(BadRequest)` for a file that is not a database,
-    /// `Command(Sql)` when the script fails (nothing of it is kept).
+    /// `Command(NoSuchDatabase)`, `Command(BadRequest)` for a file that is not a database.
     pub async fn load(
         &self,
         db: &str,
         payload: LoadPayload,
         timeout: Duration,
-    ) -> Result<(), NodeError> {
+    ) -> Result<Vec<StatementResult>, NodeError> {
         if !self.store.exists(db) {
             return Err(cairn_sql::Error::NoSuchDatabase(db.to_string()).into());
         }
@@ -543,9 +582,10 @@ impl Node {
             LoadPayload::Script(sql) => Command::Script {
                 db: db.to_string(),
                 sql,
+                ctx: EntryContext::now(),
             },
         };
-        into_results(self.write(cmd, timeout).await?).map(|_| ())
+        into_results(self.write(cmd, timeout).await?)
     }
 
     /// This replica's copy of `db` as SQLite file bytes.
@@ -832,18 +872,10 @@ fn unexpected(r: Reply) -> NodeError {
     NodeError::Internal(format!("unexpected reply from the leader: {r:?}"))
 }
 
-/// Rewrites statements so that every replica applies the same values (see
-/// `cairn_sql::make_deterministic`).
-fn deterministic(mut stmts: Vec<Statement>) -> Result<Vec<Statement>, NodeError> {
+/// Refuses an empty statement list.
+fn non_empty(stmts: Vec<Statement>) -> Result<Vec<Statement>, NodeError> {
     if stmts.is_empty() {
         return Err(NodeError::BadRequest("empty statement list".into()));
-    }
-    let now = chrono::Utc::now();
-    let mut rng = rand::thread_rng();
-    for s in &mut stmts {
-        if let Some(sql) = cairn_sql::make_deterministic(&s.sql, now, &mut rng) {
-            s.sql = sql;
-        }
     }
     Ok(stmts)
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use cairn_sql::{Statement, StatementResult};
+use cairn_sql::{EntryContext, Statement, StatementResult};
 
 /// A node's addresses, stored in the Raft membership so that every member can reach every
 /// other one.
@@ -27,9 +27,9 @@ impl std::fmt::Display for NodeAddr {
     }
 }
 
-/// One replicated operation. Every replica applies the same commands in log order, so a
-/// command must be deterministic: statements are rewritten (see
-/// `cairn_sql::make_deterministic`) before they are proposed.
+/// One replicated operation. Every replica applies the same commands in log order, to the
+/// same result: the statements run in the SQL sandbox with the entry's [`EntryContext`]
+/// (time, random seed, work budget), assigned by the leader when it proposes the entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A batch of statements on one database (rqlite's execute or request).
@@ -40,11 +40,17 @@ pub enum Command {
         stmts: Vec<Statement>,
         /// All-or-nothing, stopping at the first error.
         transaction: bool,
+        /// The entry's time, seed and budget.
+        ctx: EntryContext,
+        /// A client's request id (`Idempotency-Key`): a retry with the same id applies once.
+        request_id: Option<String>,
     },
     /// Several queued batches (`queue` flag) in one entry; each runs as its own batch.
     Queued {
         /// `(db, statements, transaction)` per queued request.
         batches: Vec<(String, Vec<Statement>, bool)>,
+        /// The entry's time, seed and budget.
+        ctx: EntryContext,
     },
     /// A SQL script run in one transaction (`/db/load` of SQL text).
     Script {
@@ -52,6 +58,8 @@ pub enum Command {
         db: String,
         /// The script.
         sql: String,
+        /// The entry's time, seed and budget.
+        ctx: EntryContext,
     },
     /// Replace a database with a SQLite file (`/db/load` of a binary file).
     Load {
@@ -61,12 +69,15 @@ pub enum Command {
         bytes: Vec<u8>,
     },
     /// A read that goes through the log (`level=strong`): run on a read-only connection
-    /// when applied, so it changes nothing.
+    /// when applied, by the leader that proposed it only (the others have nobody to answer),
+    /// so it changes nothing.
     Query {
         /// The database.
         db: String,
         /// The statements.
         stmts: Vec<Statement>,
+        /// The entry's budget applies to the read.
+        ctx: EntryContext,
     },
     /// Create a database.
     CreateDatabase {
@@ -80,14 +91,30 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Sets the entry context of a command that runs SQL (the leader does, when it
+    /// proposes it).
+    pub fn stamp(&mut self, now: EntryContext) {
+        match self {
+            Command::Execute { ctx, .. }
+            | Command::Queued { ctx, .. }
+            | Command::Script { ctx, .. }
+            | Command::Query { ctx, .. } => *ctx = now,
+            Command::Load { .. }
+            | Command::CreateDatabase { .. }
+            | Command::DropDatabase { .. } => {}
+        }
+    }
+}
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Execute { db, stmts, .. } => write!(f, "execute({db}, {} stmts)", stmts.len()),
-            Command::Queued { batches } => write!(f, "queued({} batches)", batches.len()),
+            Command::Queued { batches, .. } => write!(f, "queued({} batches)", batches.len()),
             Command::Script { db, .. } => write!(f, "script({db})"),
             Command::Load { db, bytes } => write!(f, "load({db}, {} bytes)", bytes.len()),
-            Command::Query { db, stmts } => write!(f, "query({db}, {} stmts)", stmts.len()),
+            Command::Query { db, stmts, .. } => write!(f, "query({db}, {} stmts)", stmts.len()),
             Command::CreateDatabase { name } => write!(f, "create_database({name})"),
             Command::DropDatabase { name } => write!(f, "drop_database({name})"),
         }
@@ -129,8 +156,10 @@ impl From<cairn_sql::Error> for CommandError {
             E::BadIdentifier(n) => CommandError::BadIdentifier(n),
             E::Forbidden(m) => CommandError::Forbidden(m),
             E::BadRequest(m) | E::BadParameter(m) => CommandError::BadRequest(m),
+            E::MultipleStatements(m) | E::ResultTooLarge(m) => CommandError::BadRequest(m),
             E::Sqlite(s) => CommandError::Sql(s.to_string()),
             E::Io(e) => CommandError::Internal(e.to_string()),
+            E::Local(m) => CommandError::Internal(m),
         }
     }
 }

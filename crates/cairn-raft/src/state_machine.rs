@@ -15,6 +15,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cairn_sql::Store;
 use futures::{Stream, TryStreamExt};
@@ -32,6 +33,9 @@ type C = TypeConfig;
 type Batch<'a> = (&'a [cairn_sql::Statement], bool);
 
 const KEY_APPLIED: &str = "raft_last_applied";
+
+/// How long an entry is retried after local failures before the state machine stops.
+const LOCAL_RETRY_LIMIT: Duration = Duration::from_secs(600);
 const KEY_MEMBERSHIP: &str = "raft_membership";
 const CURRENT_SNAPSHOT: &str = "current.json";
 
@@ -94,19 +98,29 @@ impl StateMachine {
         }
     }
 
-    fn apply_command(&self, index: u64, cmd: Command) -> Response {
+    /// Applies one command. `Ok` is the command's outcome, the same on every replica
+    /// (a failed statement or a missing database included); `Err` is a failure of this
+    /// replica (I/O, a lock) after which nothing of the entry was kept.
+    fn apply_command(
+        &self,
+        index: u64,
+        cmd: &Command,
+        proposer: bool,
+    ) -> Result<Response, cairn_sql::Error> {
         let s = &self.store;
         let outcome: Result<Vec<cairn_sql::StatementResult>, cairn_sql::Error> = match cmd {
             Command::Execute {
                 db,
                 stmts,
                 transaction,
-            } => s.apply_execute(index, &db, &stmts, transaction),
-            Command::Queued { batches } => {
+                ctx,
+                request_id,
+            } => s.apply_execute(index, ctx, db, stmts, *transaction, request_id.as_deref()),
+            Command::Queued { batches, ctx } => {
                 // Group by database (each file is independent), keeping each database's
                 // batches in their queued order; the entry's index is recorded once per file.
                 let mut by_db: Vec<(&str, Vec<Batch<'_>>)> = Vec::new();
-                for (db, stmts, transaction) in &batches {
+                for (db, stmts, transaction) in batches {
                     match by_db.iter_mut().find(|(d, _)| d == db) {
                         Some((_, list)) => list.push((stmts, *transaction)),
                         None => by_db.push((db, vec![(stmts, *transaction)])),
@@ -114,29 +128,76 @@ impl StateMachine {
                 }
                 let mut all = Vec::new();
                 for (db, list) in by_db {
-                    match s.apply_batches(index, db, &list) {
+                    match s.apply_batches(index, ctx, db, &list) {
                         Ok(r) => all.extend(r.into_iter().flatten()),
-                        Err(e) => all.push(cairn_sql::StatementResult::error(e.to_string())),
+                        Err(e) if e.is_local() => return Err(e),
+                        Err(e) => all.push(cairn_sql::StatementResult::error(
+                            cairn_sql::ErrorCode::SqlError,
+                            e.to_string(),
+                        )),
                     }
                 }
                 Ok(all)
             }
-            Command::Script { db, sql } => s.apply_script(index, &db, &sql).map(|_| Vec::new()),
-            Command::Load { db, bytes } => s.apply_load(index, &db, &bytes).map(|_| Vec::new()),
-            Command::Query { db, stmts } => s.query(&db, &stmts),
-            Command::CreateDatabase { name } => s.create_database(index, &name).map(|_| Vec::new()),
-            Command::DropDatabase { name } => s.drop_database(&name).map(|_| Vec::new()),
+            Command::Script { db, sql, ctx } => s.apply_script(index, ctx, db, sql),
+            Command::Load { db, bytes } => s.apply_load(index, db, bytes).map(|_| Vec::new()),
+            // Only the leader that proposed a read has a client to answer; a read changes
+            // nothing, so the others skip it.
+            Command::Query { db, stmts, ctx } if proposer => {
+                return Ok(match s.query_in_log(ctx, db, stmts) {
+                    Ok(results) => Response {
+                        results,
+                        error: None,
+                    },
+                    Err(e) => Response {
+                        results: Vec::new(),
+                        error: Some(CommandError::from(e)),
+                    },
+                })
+            }
+            Command::Query { .. } => Ok(Vec::new()),
+            Command::CreateDatabase { name } => s.create_database(index, name).map(|_| Vec::new()),
+            Command::DropDatabase { name } => s.drop_database(name).map(|_| Vec::new()),
         };
         match outcome {
-            Ok(results) => Response {
+            Ok(results) => Ok(Response {
                 results,
                 error: None,
-            },
-            Err(e) => Response {
+            }),
+            Err(e) if e.is_local() => Err(e),
+            Err(e) => Ok(Response {
                 results: Vec::new(),
                 error: Some(CommandError::from(e)),
-            },
+            }),
         }
+    }
+
+    /// Applies `cmd`, retrying while this replica fails locally (fail-stop: an entry is
+    /// never answered with, or skipped for, a failure of this node's own). Gives up, and
+    /// stops the state machine, after [`LOCAL_RETRY_LIMIT`].
+    fn apply_until_done(&self, index: u64, cmd: &Command, proposer: bool) -> io::Result<Response> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        for attempt in 1u32.. {
+            match self.apply_command(index, cmd, proposer) {
+                Ok(r) => {
+                    if attempt > 1 {
+                        tracing::info!(index, attempt, "entry applied after local failures");
+                    }
+                    return Ok(r);
+                }
+                Err(e) if started.elapsed() >= LOCAL_RETRY_LIMIT => {
+                    tracing::error!(index, error = %e, "applying the entry keeps failing; stopping");
+                    return Err(io_err(e));
+                }
+                Err(e) => {
+                    tracing::warn!(index, attempt, error = %e, "applying the entry failed on this node; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        Err(io::Error::other("retry loop ended"))
     }
 
     fn current_snapshot_record(&self) -> io::Result<Option<SnapshotRecord>> {
@@ -212,7 +273,8 @@ impl RaftStateMachine<C> for StateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(cmd) => {
-                    tokio::task::block_in_place(|| self.apply_command(index, cmd))
+                    let proposer = responder.is_some();
+                    tokio::task::block_in_place(|| self.apply_until_done(index, &cmd, proposer))?
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -278,11 +340,22 @@ impl RaftStateMachine<C> for StateMachine {
         }
         tokio::fs::rename(&tmp, &path).await?;
         tokio::task::block_in_place(|| -> io::Result<()> {
-            self.store.restore_snapshot(&path).map_err(io_err)?;
+            // The databases and the applied state switch together, in one rename (see
+            // `Store::restore_snapshot`); the snapshot record follows. A crash between the
+            // two leaves an older, still valid, current snapshot.
+            let applied = serde_json::to_vec(&meta.last_log_id).map_err(io_err)?;
+            let membership = serde_json::to_vec(&meta.last_membership).map_err(io_err)?;
+            self.store
+                .restore_snapshot(
+                    &path,
+                    &[(KEY_APPLIED, &applied), (KEY_MEMBERSHIP, &membership)],
+                )
+                .map_err(io_err)?;
             self.last_applied = meta.last_log_id;
             self.membership = meta.last_membership.clone();
-            self.save_state()?;
-            self.set_current_snapshot(meta, &name)
+            self.set_current_snapshot(meta, &name)?;
+            cairn_sql::crash::crash_point("snapshot.recorded");
+            Ok(())
         })?;
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())

@@ -111,7 +111,7 @@ impl Db {
     /// # Errors
     /// [`Error::Sqlite`] on I/O errors.
     pub(crate) fn applied_index(&self) -> Result<u64, Error> {
-        self.internal(|c| read_applied(c))
+        self.internal(read_applied)
     }
 
     /// Records `index` as this database's applied log index; call inside the transaction
@@ -141,12 +141,17 @@ impl Db {
     }
 
     /// The results a request id got when it was applied, if it was within the window.
-    pub(crate) fn remembered(&self, request_id: &str) -> Result<Option<Vec<StatementResult>>, Error> {
+    pub(crate) fn remembered(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<Vec<StatementResult>>, Error> {
         use rusqlite::OptionalExtension;
         let bytes: Option<Vec<u8>> = self.internal(|c| {
-            c.prepare_cached(&format!("SELECT results FROM {REQUESTS_TABLE} WHERE id = ?1"))?
-                .query_row([request_id], |r| r.get(0))
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT results FROM {REQUESTS_TABLE} WHERE id = ?1"
+            ))?
+            .query_row([request_id], |r| r.get(0))
+            .optional()
         })?;
         match bytes {
             None => Ok(None),
@@ -290,7 +295,10 @@ impl Db {
         let stop = self.guard.take_stop();
         let err = |code, message: String| Ok(StatementError { code, message });
         if let Some(reason) = denial {
-            return err(ErrorCode::NotAuthorized, format!("not authorized: {reason}"));
+            return err(
+                ErrorCode::NotAuthorized,
+                format!("not authorized: {reason}"),
+            );
         }
         let code = match &e {
             Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => Some(f.code),
@@ -376,7 +384,17 @@ impl Db {
     ) -> Result<Outcome, Error> {
         let conn = &self.conn;
         if stmt.column_count() == 0 {
+            let before = conn.total_changes();
             let changed = stmt.raw_execute()?;
+            // `changes()` and `last_insert_rowid()` keep the values of the last statement
+            // that changed rows: a statement that changed none (DDL, an UPDATE matching
+            // nothing) reports zeros instead of another statement's counts.
+            if conn.total_changes() == before {
+                return Ok(Outcome::Write {
+                    last_insert_id: 0,
+                    rows_affected: 0,
+                });
+            }
             return Ok(Outcome::Write {
                 last_insert_id: conn.last_insert_rowid(),
                 rows_affected: i64::try_from(changed).unwrap_or(i64::MAX),
@@ -576,7 +594,9 @@ mod tests {
     fn run(db: &Db, sqls: &[&str]) -> Vec<StatementResult> {
         let stmts: Vec<Statement> = sqls.iter().map(|s| Statement::new(*s)).collect();
         db.begin_entry(1, &EntryContext::default());
-        db.run_statements(&stmts, false).expect("no local failure").results
+        db.run_statements(&stmts, false)
+            .expect("no local failure")
+            .results
     }
 
     fn code(r: &StatementResult) -> Option<ErrorCode> {
@@ -595,7 +615,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = writer(&dir, "a.sqlite");
         let stmts = [
-            Statement::new("CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT, ok BOOLEAN)"),
+            Statement::new(
+                "CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT, ok BOOLEAN)",
+            ),
             Statement {
                 sql: "INSERT INTO foo(name, ok) VALUES(?, ?)".into(),
                 params: Params::Positional(vec![Value::Text("fiona".into()), Value::Integer(1)]),
@@ -654,7 +676,10 @@ mod tests {
         };
         let r = c.run_statements(&[named], false).expect("runs").results;
         assert_eq!(rows(&r[0]), &vec![vec![Value::Integer(5)]]);
-        let r = c.run_statements(&[Statement::new("SELECT ?")], false).expect("runs").results;
+        let r = c
+            .run_statements(&[Statement::new("SELECT ?")], false)
+            .expect("runs")
+            .results;
         assert_eq!(code(&r[0]), Some(ErrorCode::BadParameter));
     }
 
@@ -664,7 +689,9 @@ mod tests {
         let c = writer(&dir, "a.sqlite");
         run(&c, &["CREATE TABLE t (a)"]);
         assert!(c.is_read_only("SELECT * FROM t").expect("compiles"));
-        assert!(!c.is_read_only("INSERT INTO t VALUES (1)").expect("compiles"));
+        assert!(!c
+            .is_read_only("INSERT INTO t VALUES (1)")
+            .expect("compiles"));
         assert!(c.is_read_only("SELECT * FROM missing").is_err());
     }
 
@@ -699,7 +726,12 @@ mod tests {
         ];
         for sql in refused {
             let r = run(&c, &[sql]);
-            assert_eq!(code(&r[0]), Some(ErrorCode::NotAuthorized), "{sql}: {:?}", r[0]);
+            assert_eq!(
+                code(&r[0]),
+                Some(ErrorCode::NotAuthorized),
+                "{sql}: {:?}",
+                r[0]
+            );
         }
         assert!(!outside.exists(), "no file is created outside");
         let r = run(&c, &["UPDATE sqlite_master SET sql = 'x'"]);
@@ -722,7 +754,11 @@ mod tests {
         let r = run(&c, &["PRAGMA user_version"]);
         assert_eq!(rows(&r[0]), &vec![vec![Value::Integer(2_000_000_000)]]);
         c.set_applied_index(7).expect("set");
-        assert_eq!(c.applied_index().expect("read"), 7, "bookkeeping is not user_version");
+        assert_eq!(
+            c.applied_index().expect("read"),
+            7,
+            "bookkeeping is not user_version"
+        );
     }
 
     #[test]
@@ -758,11 +794,19 @@ mod tests {
             for x in &r {
                 assert!(!x.is_error(), "{x:?}");
             }
-            outs.push((rows(&r[5]).clone(), rows(&r[6]).clone(), rows(&r[7]).clone()));
+            outs.push((
+                rows(&r[5]).clone(),
+                rows(&r[6]).clone(),
+                rows(&r[7]).clone(),
+            ));
         }
-        for (k, (a, b)) in [(&outs[0].0, &outs[1].0), (&outs[0].1, &outs[1].1), (&outs[0].2, &outs[1].2)]
-            .into_iter()
-            .enumerate()
+        for (k, (a, b)) in [
+            (&outs[0].0, &outs[1].0),
+            (&outs[0].1, &outs[1].1),
+            (&outs[0].2, &outs[1].2),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let show = |v: &Vec<Vec<Value>>| format!("{v:?}").chars().take(300).collect::<String>();
             assert!(a == b, "query {k} differs: {} vs {}", show(a), show(b));
@@ -772,7 +816,10 @@ mod tests {
         let c = writer(&dir, "one.sqlite");
         c.begin_entry(9, &ctx);
         let r = c
-            .run_statements(&[Statement::new("SELECT datetime('now', 'localtime')")], false)
+            .run_statements(
+                &[Statement::new("SELECT datetime('now', 'localtime')")],
+                false,
+            )
             .expect("runs")
             .results;
         assert_eq!(code(&r[0]), Some(ErrorCode::SqlError), "{:?}", r[0]);
@@ -782,7 +829,8 @@ mod tests {
     fn work_is_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = writer(&dir, "a.sqlite");
-        let forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
+        let forever =
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
         c.begin_entry(
             1,
             &EntryContext {
@@ -790,26 +838,41 @@ mod tests {
                 ..EntryContext::default()
             },
         );
-        let r = c.run_statements(&[Statement::new(forever)], false).expect("runs").results;
+        let r = c
+            .run_statements(&[Statement::new(forever)], false)
+            .expect("runs")
+            .results;
         assert_eq!(code(&r[0]), Some(ErrorCode::BudgetExceeded));
 
         let reader = Db::open_reader(&dir.path().join("a.sqlite")).expect("reader");
-        reader.begin_read(Some(Instant::now() + std::time::Duration::from_millis(50)), None);
-        let r = reader.run_statements(&[Statement::new(forever)], false).expect("runs").results;
+        reader.begin_read(
+            Some(Instant::now() + std::time::Duration::from_millis(50)),
+            None,
+        );
+        let r = reader
+            .run_statements(&[Statement::new(forever)], false)
+            .expect("runs")
+            .results;
         assert_eq!(code(&r[0]), Some(ErrorCode::QueryTimeout));
 
         let r = run(&c, &["SELECT zeroblob(1000000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100) SELECT x FROM c)"]);
         assert_eq!(code(&r[0]), Some(ErrorCode::ResultTooLarge));
         let r = run(&c, &["SELECT 1; SELECT 2", "SELECT 'a;b';"]);
         assert_eq!(code(&r[0]), Some(ErrorCode::MultipleStatements));
-        assert!(!r[1].is_error(), "a ; inside a literal or at the end is one statement");
+        assert!(
+            !r[1].is_error(),
+            "a ; inside a literal or at the end is one statement"
+        );
     }
 
     #[test]
     fn a_transaction_ended_by_sqlite_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = writer(&dir, "a.sqlite");
-        run(&c, &["CREATE TABLE t (a UNIQUE)", "INSERT INTO t VALUES (1)"]);
+        run(
+            &c,
+            &["CREATE TABLE t (a UNIQUE)", "INSERT INTO t VALUES (1)"],
+        );
         c.exec("BEGIN IMMEDIATE").expect("begin");
         let stmts = [
             Statement::new("INSERT INTO t VALUES (2)"),

@@ -240,5 +240,7 @@ fn date_call(
     let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
     let h = lock(helper);
     let mut stmt = h.prepare_cached(&format!("SELECT {name}({})", placeholders.join(",")))?;
-    stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, SqlValue>(0))
+    stmt.query_row(rusqlite::params_from_iter(args), |r| {
+        r.get::<_, SqlValue>(0)
+    })
 }

@@ -1,5 +1,5 @@
-//! Cairn's SQL engine: one SQLite file per logical database, rqlite's statement and
-//! result formats, and the rewrite that makes writes deterministic. It knows nothing of
+//! Cairn's SQL engine: one SQLite file per logical database inside a sandbox, rqlite's
+//! statement and result formats, and functions that make writes deterministic. It knows nothing of
 //! Raft: the state machine in `cairn-raft` calls [`Store`] with log indexes.
 
 mod builder;
@@ -8,7 +8,6 @@ pub mod crash;
 mod database;
 mod determinism;
 mod result;
-mod rewrite;
 mod sandbox;
 mod store;
 mod value;
@@ -24,7 +23,6 @@ pub use result::{
     render_value, Encoding, ErrorCode, Outcome, Rows, StatementError, StatementResult,
 };
 pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
-pub use rewrite::make_deterministic;
 pub use store::{validate_name, Store, DEFAULT_DATABASE};
 pub use value::{Params, Statement, Value};
 

@@ -220,9 +220,10 @@ impl Guard {
         };
         let writer = self.role == Role::Writer;
         match action {
-            A::Attach { .. } | A::Detach { .. } => {
-                Err("ATTACH, DETACH and VACUUM are not allowed: a database cannot reach other files".into())
-            }
+            A::Attach { .. } | A::Detach { .. } => Err(
+                "ATTACH, DETACH and VACUUM are not allowed: a database cannot reach other files"
+                    .into(),
+            ),
             A::CreateTempIndex { .. }
             | A::CreateTempTable { .. }
             | A::CreateTempTrigger { .. }

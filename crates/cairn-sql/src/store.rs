@@ -872,12 +872,33 @@ mod tests {
     fn replayed_entries_are_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
-            .expect("apply");
-        s.apply_execute(2, &CTX, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a)"]),
+            false,
+            None,
+        )
+        .expect("apply");
+        s.apply_execute(
+            2,
+            &CTX,
+            "main",
+            &stmts(&["INSERT INTO t VALUES (1)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let again = s
-            .apply_execute(2, &CTX, "main", &stmts(&["INSERT INTO t VALUES (1)"]), false, None)
+            .apply_execute(
+                2,
+                &CTX,
+                "main",
+                &stmts(&["INSERT INTO t VALUES (1)"]),
+                false,
+                None,
+            )
             .expect("replay");
         assert!(again.is_empty());
         let r = s
@@ -893,8 +914,15 @@ mod tests {
     fn every_batch_of_a_queued_entry_is_applied_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a UNIQUE)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let one = stmts(&["INSERT INTO t VALUES (1)"]);
         let bad = stmts(&["INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (1)"]);
         let three = stmts(&["INSERT INTO t VALUES (3)"]);
@@ -922,10 +950,20 @@ mod tests {
     fn transaction_rolls_back_but_advances_applied_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a UNIQUE)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let r = s
-            .apply_execute(2, &CTX, "main",
+            .apply_execute(
+                2,
+                &CTX,
+                "main",
                 &stmts(&["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"]),
                 true,
                 None,
@@ -946,8 +984,15 @@ mod tests {
     fn queries_cannot_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let r = s
             .query("main", &stmts(&["INSERT INTO t VALUES (1)"]), None)
             .expect("query");
@@ -970,7 +1015,10 @@ mod tests {
             s.create_database(2, "bad-name"),
             Err(Error::BadIdentifier(_))
         ));
-        s.apply_execute(3, &CTX, "school",
+        s.apply_execute(
+            3,
+            &CTX,
+            "school",
             &stmts(&["CREATE TABLE k (n)", "INSERT INTO k VALUES (7)"]),
             false,
             None,
@@ -987,7 +1035,10 @@ mod tests {
         let s2 = Store::open(dir2.path()).expect("reopen after restore");
         assert_eq!(s2.meta("k").expect("meta"), Some(b"v".to_vec()));
         assert!(dir2.path().join("gen-1").is_dir());
-        assert!(!dir2.path().join("db").exists(), "the replaced files are gone");
+        assert!(
+            !dir2.path().join("db").exists(),
+            "the replaced files are gone"
+        );
         let names: Vec<String> = s2.databases().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["main", "school"]);
         let r = s2
@@ -1010,12 +1061,22 @@ mod tests {
     fn load_rejects_garbage_and_keeps_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         assert!(s
             .apply_load(2, "main", b"not a database at all, definitely not")
             .is_err());
-        assert!(!s.query("main", &stmts(&["SELECT * FROM t"]), None).expect("query")[0].is_error());
+        assert!(!s
+            .query("main", &stmts(&["SELECT * FROM t"]), None)
+            .expect("query")[0]
+            .is_error());
         let backup = dir.path().join("b.sqlite");
         s.backup("main", &backup).expect("backup");
         s.apply_load(3, "main", &fs::read(&backup).expect("read"))
@@ -1027,8 +1088,15 @@ mod tests {
     fn a_request_id_applies_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let ins = stmts(&["INSERT INTO t VALUES (random())"]);
         let first = s
             .apply_execute(2, &CTX, "main", &ins, false, Some("req-1"))
@@ -1052,14 +1120,25 @@ mod tests {
     fn an_entry_ended_by_sqlite_is_applied_with_nothing_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.apply_execute(1, &CTX, "main", &stmts(&["CREATE TABLE t (a UNIQUE)", "INSERT INTO t VALUES (1)"]), false, None)
-            .expect("apply");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE t (a UNIQUE)", "INSERT INTO t VALUES (1)"]),
+            false,
+            None,
+        )
+        .expect("apply");
         let r = s
             .apply_execute(
                 2,
                 &CTX,
                 "main",
-                &stmts(&["INSERT INTO t VALUES (2)", "INSERT OR ROLLBACK INTO t VALUES (1)", "INSERT INTO t VALUES (3)"]),
+                &stmts(&[
+                    "INSERT INTO t VALUES (2)",
+                    "INSERT OR ROLLBACK INTO t VALUES (1)",
+                    "INSERT INTO t VALUES (3)",
+                ]),
                 false,
                 None,
             )
@@ -1074,8 +1153,15 @@ mod tests {
             panic!("rows")
         };
         assert_eq!(rows.values[0][0], crate::Value::Text("1".into()));
-        s.apply_execute(3, &CTX, "main", &stmts(&["INSERT INTO t VALUES (4)"]), false, None)
-            .expect("the next entry applies");
+        s.apply_execute(
+            3,
+            &CTX,
+            "main",
+            &stmts(&["INSERT INTO t VALUES (4)"]),
+            false,
+            None,
+        )
+        .expect("the next entry applies");
     }
 
     #[test]
@@ -1083,13 +1169,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
         let r = s
-            .apply_script(1, &CTX, "main", "CREATE TABLE t (a); INSERT INTO t VALUES (1); INSERT INTO t VALUES ('x;y');")
+            .apply_script(
+                1,
+                &CTX,
+                "main",
+                "CREATE TABLE t (a); INSERT INTO t VALUES (1); INSERT INTO t VALUES ('x;y');",
+            )
             .expect("script");
         assert_eq!(r.len(), 3);
         assert!(r.iter().all(|x| !x.is_error()), "{r:?}");
         let outside = dir.path().join("x.db");
         let r = s
-            .apply_script(2, &CTX, "main", &format!("INSERT INTO t VALUES (2); ATTACH '{}' AS e; CREATE TABLE e.t (a);", outside.display()))
+            .apply_script(
+                2,
+                &CTX,
+                "main",
+                &format!(
+                    "INSERT INTO t VALUES (2); ATTACH '{}' AS e; CREATE TABLE e.t (a);",
+                    outside.display()
+                ),
+            )
             .expect("script");
         assert_eq!(r.len(), 2, "stops at the refused statement");
         assert_eq!(r[1].err().map(|e| e.code), Some(ErrorCode::NotAuthorized));
@@ -1100,6 +1199,10 @@ mod tests {
         let Outcome::Rows(rows) = &r[0].outcome else {
             panic!("rows")
         };
-        assert_eq!(rows.values[0][0], crate::Value::Integer(2), "the failed script changed nothing");
+        assert_eq!(
+            rows.values[0][0],
+            crate::Value::Integer(2),
+            "the failed script changed nothing"
+        );
     }
 }
