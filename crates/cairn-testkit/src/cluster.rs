@@ -475,6 +475,13 @@ impl TestCluster {
     /// cluster come from the data directory). Does not wait: use [`Self::wait_ready`].
     /// Behind a proxy, the node binds its own address again and advertises its proxy.
     pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.restart_with_env(i, &[])
+    }
+
+    /// Like [`Self::restart`], with extra environment variables for this start only, e.g.
+    /// `&[("CAIRN_CRASH_AT", "snapshot.swapped")]` to make the node abort at that named
+    /// durable step. A later [`Self::restart`] starts it without them. Does not wait.
+    pub fn restart_with_env(&mut self, i: usize, env: &[(&str, &str)]) -> Result<()> {
         let bin = self.bin.clone();
         let secret = self.secret.clone();
         let mut args = self.base_args.clone();
@@ -487,7 +494,37 @@ impl TestCluster {
             .nodes
             .get_mut(i)
             .with_context(|| format!("no node {i}"))?;
-        node.spawn(&bin, &secret, &http.to_string(), &raft, &args)
+        node.spawn_with_env(&bin, &secret, &http.to_string(), &raft, &args, env)
+    }
+
+    /// Waits up to `timeout` for node `i` to exit on its own (say, at a crash point), and
+    /// returns its exit status; afterwards the harness no longer counts it as running
+    /// (start it again with [`Self::restart`]). `give_up` is asked at every poll while the
+    /// node still runs: `Some(reason)` ends the wait at once with an error (say, the node
+    /// caught up without ever reaching its crash point). An error too when `timeout`
+    /// passes; the node is then left running.
+    pub fn wait_exit(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+        mut give_up: impl FnMut(&TestCluster) -> Option<String>,
+    ) -> Result<ExitStatus> {
+        let what = format!("node {} to exit", self.id(i));
+        let this: &TestCluster = self;
+        let status = try_wait_for(timeout, &what, || {
+            if let Some(status) = this.node(i)?.exit_status()? {
+                return Ok(Ok(status));
+            }
+            if let Some(reason) = give_up(this) {
+                bail!("node {} still runs: {reason}", this.id(i));
+            }
+            Ok(Err("still running".to_string()))
+        })?;
+        self.nodes
+            .get_mut(i)
+            .with_context(|| format!("no node {i}"))?
+            .forget_exited();
+        Ok(status)
     }
 
     // ---- waiting ----
@@ -660,6 +697,31 @@ impl TestCluster {
         body: &str,
     ) -> Result<Reply> {
         self.http.post_raw(&self.base(i)?, path, params, body)
+    }
+
+    /// `POST path?params` on node `i` with `body` sent as is under `content_type` (e.g.
+    /// `text/plain` for one SQL statement, `application/octet-stream` for `/db/load`).
+    pub fn post_bytes(
+        &self,
+        i: usize,
+        path: &str,
+        params: &[(&str, &str)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        self.http
+            .post_bytes(&self.base(i)?, path, params, content_type, body)
+    }
+
+    /// `GET path?params` on node `i`, returning the status and the raw body (for binary
+    /// answers such as `/db/backup`).
+    pub fn get_bytes(
+        &self,
+        i: usize,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, Vec<u8>)> {
+        self.http.get_bytes(&self.base(i)?, path, params)
     }
 
     /// `DELETE path` on node `i`, with a JSON body when given.

@@ -225,6 +225,44 @@ impl HttpClient {
         send(req, "POST", &url)
     }
 
+    /// `POST base+path?params` with `body` sent as is under `content_type`.
+    pub fn post_bytes(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        let url = Self::url(base, path, params)?;
+        let req = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        send(req, "POST", &url)
+    }
+
+    /// `GET base+path?params`, returning the status and the body's raw bytes.
+    pub fn get_bytes(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, Vec<u8>)> {
+        let url = Self::url(base, path, params)?;
+        let resp = self
+            .client
+            .get(url.clone())
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .with_context(|| format!("reading the body of GET {url}"))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// `POST base+path` with extra request headers and a JSON body.
     pub fn post_with_headers(
         &self,

@@ -24,6 +24,7 @@
 mod cluster;
 mod demo;
 mod fault_run;
+mod files;
 mod history;
 mod http;
 mod linearizability;
@@ -31,6 +32,7 @@ mod nemesis;
 mod node;
 mod ports;
 mod proxy;
+mod replicas;
 mod wait;
 mod workload;
 
@@ -40,6 +42,7 @@ use std::time::Duration;
 pub use cluster::{ClusterOptions, Formation, RaftStatus, TestCluster};
 pub use demo::{descendants, process_alive, Demo};
 pub use fault_run::{run_faults, FaultReport, FaultRunOptions, OutcomeCounts};
+pub use files::find_files;
 pub use history::{Completion, History, Invocation, OpRecord, Outcome};
 pub use http::{HttpClient, Level, Reply, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use linearizability::{
@@ -49,6 +52,10 @@ pub use linearizability::{
 pub use nemesis::{node_pid, FaultEvent, FaultKind, Nemesis, NemesisOptions};
 pub use ports::{free_port, free_port_range, free_ports};
 pub use proxy::{node_ip, node_of_ip, CutMode, ProxiedAddrs, ProxyNet, ProxyStats, NODE_IP_BASE};
+pub use replicas::{
+    assert_replicas_identical, check_replicas_identical, replica_contents, ReplicaContents,
+    REPLICA_TIMEOUT,
+};
 pub use wait::{try_wait_for, wait_for, wait_until, POLL_INTERVAL};
 pub use workload::{
     check_bank, create_tables, BankCheck, RunUntil, Workload, WorkloadOptions, CREATE_ACCOUNTS,

@@ -81,6 +81,20 @@ impl NodeProcess {
         raft_addr: &str,
         extra: &[String],
     ) -> Result<()> {
+        self.spawn_with_env(bin, secret, http_addr, raft_addr, extra, &[])
+    }
+
+    /// Like [`Self::spawn`], with extra environment variables for this start only (e.g.
+    /// `CAIRN_CRASH_AT`).
+    pub fn spawn_with_env(
+        &mut self,
+        bin: &Path,
+        secret: &str,
+        http_addr: &str,
+        raft_addr: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<()> {
         if self.is_running() {
             bail!("node {} is already running", self.id);
         }
@@ -101,8 +115,14 @@ impl NodeProcess {
         let stdout = append(&self.stdout_path())?;
         let mut stderr = append(&self.stderr_path())?;
         // A marker in the log, so that a tail shows which start a line belongs to.
-        writeln!(stderr, "==== testkit: {} {}", bin.display(), args.join(" "))
-            .context("writing the log marker")?;
+        let env_note: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        writeln!(
+            stderr,
+            "==== testkit: {env_note}{} {}",
+            bin.display(),
+            args.join(" ")
+        )
+        .context("writing the log marker")?;
         let mut cmd = Command::new(bin);
         cmd.args(&args)
             .stdin(Stdio::null())
@@ -110,6 +130,11 @@ impl NodeProcess {
             .stderr(stderr);
         for var in PROXY_VARS {
             cmd.env_remove(var);
+        }
+        // A crash point is set per start, never inherited from the test's environment.
+        cmd.env_remove("CAIRN_CRASH_AT");
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .spawn()
@@ -164,6 +189,23 @@ impl NodeProcess {
         self.http_addr = Some(http);
         self.raft_addr = Some(raft);
         Ok(())
+    }
+
+    /// The exit status when the process was started and has exited on its own (not
+    /// stopped by the harness); `None` while it runs or when it is not started.
+    pub fn exit_status(&self) -> Result<Option<ExitStatus>> {
+        let mut slot = self.child.borrow_mut();
+        match slot.as_mut() {
+            None => Ok(None),
+            Some(child) => child
+                .try_wait()
+                .with_context(|| format!("node {}: waiting on the process", self.id)),
+        }
+    }
+
+    /// Forgets an exited child, so that the harness no longer expects it to run.
+    pub fn forget_exited(&mut self) {
+        self.child.get_mut().take();
     }
 
     /// SIGKILL, then reap. An error if the harness had not started the process.
