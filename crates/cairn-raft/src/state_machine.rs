@@ -340,9 +340,13 @@ impl RaftStateMachine<C> for StateMachine {
         }
         tokio::fs::rename(&tmp, &path).await?;
         tokio::task::block_in_place(|| -> io::Result<()> {
-            // The databases and the applied state switch together, in one rename (see
-            // `Store::restore_snapshot`); the snapshot record follows. A crash between the
-            // two leaves an older, still valid, current snapshot.
+            // The snapshot is recorded first: openraft purges the log up to it, and at
+            // start-up it installs a current snapshot newer than the applied state, so a
+            // crash after this line is repaired by installing it again. The databases and
+            // the applied state then switch together, in one rename (see
+            // `Store::restore_snapshot`).
+            self.set_current_snapshot(meta, &name)?;
+            cairn_sql::crash::crash_point("snapshot.recorded");
             let applied = serde_json::to_vec(&meta.last_log_id).map_err(io_err)?;
             let membership = serde_json::to_vec(&meta.last_membership).map_err(io_err)?;
             self.store
@@ -353,8 +357,6 @@ impl RaftStateMachine<C> for StateMachine {
                 .map_err(io_err)?;
             self.last_applied = meta.last_log_id;
             self.membership = meta.last_membership.clone();
-            self.set_current_snapshot(meta, &name)?;
-            cairn_sql::crash::crash_point("snapshot.recorded");
             Ok(())
         })?;
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
