@@ -723,6 +723,8 @@ mod tests {
             "SELECT load_extension('x')",
             "SELECT total_changes()",
             "SELECT count(*) FROM dbstat",
+            "CREATE VIRTUAL TABLE s USING dbstat",
+            "PRAGMA database_list",
         ];
         for sql in refused {
             let r = run(&c, &[sql]);

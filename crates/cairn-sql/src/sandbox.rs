@@ -61,7 +61,6 @@ const REPORTING_PRAGMAS: &[&str] = &[
     "module_list",
     "pragma_list",
     "compile_options",
-    "database_list",
 ];
 
 /// Pragmas a client may read (no argument) but not set.
@@ -284,6 +283,15 @@ impl Guard {
                 if internal(table_name) =>
             {
                 Err(format!("{table_name} is Cairn's own table"))
+            }
+            A::CreateVtable { module_name, .. }
+                if WRITER_DENIED_TABLES
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(module_name)) =>
+            {
+                Err(format!(
+                    "virtual tables over {module_name} are not allowed: it differs between replicas"
+                ))
             }
             A::Unknown { code, .. } => Err(format!("operation {code} is not allowed")),
             _ => Ok(()),

@@ -12,8 +12,8 @@
 //! leads, and so the exact interleaving, can still differ between runs.
 //!
 //! Knobs: `CAIRN_FUZZ_SEED` (default: from the clock, always printed),
-//! `CAIRN_FUZZ_ROUNDS` (default 3), `CAIRN_FUZZ_STATEMENTS` (requests per round,
-//! default 30, at most 1000).
+//! `CAIRN_FUZZ_ROUNDS` (default 5), `CAIRN_FUZZ_STATEMENTS` (requests per round,
+//! default 40, at most 1000).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
-const DEFAULT_ROUNDS: u64 = 3;
-const DEFAULT_STATEMENTS: u64 = 30;
+const DEFAULT_ROUNDS: u64 = 5;
+const DEFAULT_STATEMENTS: u64 = 40;
 const MAX_STATEMENTS: u64 = 1000;
 const MAX_ROUNDS: u64 = 1000;
 /// Restarts of a single node during one round, at most.
