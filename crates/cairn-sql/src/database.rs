@@ -340,9 +340,9 @@ impl Db {
                 _,
             ) if self.overrides.is_some() => Err(LocalFailure(e.to_string())),
             (Some(C::AuthorizationForStatementDenied), _) => {
-                err(ErrorCode::NotAuthorized, e.to_string())
+                err(ErrorCode::NotAuthorized, sqlite_message(&e))
             }
-            (Some(_), _) => err(ErrorCode::SqlError, e.to_string()),
+            (Some(_), _) => err(ErrorCode::SqlError, sqlite_message(&e)),
             (None, _) => match e {
                 Error::BadParameter(m) => err(ErrorCode::BadParameter, m),
                 Error::MultipleStatements(m) => err(ErrorCode::MultipleStatements, m),
@@ -460,6 +460,16 @@ impl Db {
         };
         self.guard.take_denial();
         several
+    }
+}
+
+/// SQLite's own message, unchanged (rqlite passes it through and clients match on it):
+/// without the statement text and offset that rusqlite's `Display` appends.
+fn sqlite_message(e: &Error) -> String {
+    match e {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg)))
+        | Error::Sqlite(rusqlite::Error::SqlInputError { msg, .. }) => msg.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -859,6 +869,12 @@ mod tests {
 
         let r = run(&c, &["SELECT zeroblob(1000000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100) SELECT x FROM c)"]);
         assert_eq!(code(&r[0]), Some(ErrorCode::ResultTooLarge));
+        let r = run(&c, &["SELEC 1"]);
+        assert_eq!(
+            r[0].err().map(|e| e.message.as_str()),
+            Some("near \"SELEC\": syntax error"),
+            "SQLite's message, unchanged"
+        );
         let r = run(&c, &["SELECT 1; SELECT 2", "SELECT 'a;b';"]);
         assert_eq!(code(&r[0]), Some(ErrorCode::MultipleStatements));
         assert!(
