@@ -18,6 +18,37 @@ fn http() -> reqwest::blocking::Client {
         .expect("an HTTP client")
 }
 
+/// A follower decides whether a `/db/request` batch is a read by preparing it on its own
+/// replica, which may not have applied the `CREATE TABLE` just acknowledged: a statement
+/// that does not compile there counts as a write (rqlite's rule) and goes to the leader,
+/// instead of being served as a read and refused.
+#[test]
+fn a_write_through_a_follower_is_never_taken_for_a_read() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let f = c.followers().expect("followers")[0];
+    for n in 0..50 {
+        let table = format!("pair_{n}");
+        let r = c
+            .post(f, "/db/request", &[], &json!([format!("CREATE TABLE {table} (a)")]))
+            .expect("create through the follower");
+        assert!(r.is_clean(), "CREATE {n}: {r}");
+        let r = c
+            .post(
+                f,
+                "/db/request",
+                &[],
+                &json!([[format!("INSERT INTO {table} VALUES (?)"), n]]),
+            )
+            .expect("insert through the follower");
+        assert!(r.is_clean(), "INSERT {n} right after its CREATE: {r}");
+        assert_eq!(r.result(0)["rows_affected"], 1, "INSERT {n}: {r}");
+    }
+    let r = c
+        .query(f, "SELECT count(*) FROM pair_49", Level::Linearizable)
+        .expect("read");
+    assert_eq!(r.rows(), json!([[1]]), "{r}");
+}
+
 #[test]
 fn rqlite_api_details_hold_on_every_node() {
     let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
