@@ -440,13 +440,20 @@ impl Store {
         crash_point("load.written");
         let mut map = self.dbs.write().unwrap_or_else(|e| e.into_inner());
         let path = old.path.clone();
-        map.remove(db);
         {
             // Everything in the old WAL goes into the old file before its WAL is removed,
             // so that a crash before the rename below still finds the old database whole.
+            // A reader still inside the WAL blocks that: retry later (nothing changed yet).
             let w = lock(&old.writer);
-            w.exec("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            let busy: i64 =
+                w.internal(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)))?;
+            if busy != 0 {
+                return Err(Error::Local(format!(
+                    "cannot replace {db}: readers still use its WAL"
+                )));
+            }
         }
+        map.remove(db);
         drop(old);
         for suffix in ["-wal", "-shm", "-journal"] {
             match fs::remove_file(format!("{}{suffix}", path.display())) {

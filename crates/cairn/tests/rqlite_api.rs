@@ -29,7 +29,12 @@ fn a_write_through_a_follower_is_never_taken_for_a_read() {
     for n in 0..50 {
         let table = format!("pair_{n}");
         let r = c
-            .post(f, "/db/request", &[], &json!([format!("CREATE TABLE {table} (a)")]))
+            .post(
+                f,
+                "/db/request",
+                &[],
+                &json!([format!("CREATE TABLE {table} (a)")]),
+            )
             .expect("create through the follower");
         assert!(r.is_clean(), "CREATE {n}: {r}");
         let r = c
