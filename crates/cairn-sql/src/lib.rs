@@ -20,7 +20,8 @@ pub use condition::parse_condition;
 pub use database::{MAX_RESULT_BYTES, MAX_ROWS, REQUEST_ID_WINDOW};
 pub use determinism::{EntryContext, DEFAULT_STEP_BUDGET};
 pub use result::{
-    render_value, Encoding, ErrorCode, Outcome, Rows, StatementError, StatementResult,
+    render_value, Encoding, ErrorCode, Outcome, Rendered, RenderedAll, Rows, StatementError,
+    StatementResult,
 };
 pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
 pub use store::{validate_name, Store, DEFAULT_DATABASE};

@@ -131,77 +131,108 @@ pub struct Encoding {
 }
 
 impl StatementResult {
-    /// Renders this result as one element of rqlite's `results` array. Write results omit
-    /// zero `last_insert_id`/`rows_affected`; query results always carry `columns` and
-    /// `types` and omit `values` when there is no row (rqlite's documented shapes).
+    /// Renders this result as one element of rqlite's `results` array (see [`Rendered`]).
     pub fn to_json(&self, enc: Encoding) -> serde_json::Value {
-        let mut obj = serde_json::Map::new();
-        match &self.outcome {
+        serde_json::to_value(Rendered(self, enc)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One result in rqlite's JSON shape, serialized straight to the output (no intermediate
+/// `serde_json::Value` tree, so a large response costs about its own size). Write results
+/// omit zero `last_insert_id`/`rows_affected`; query results always carry `columns` and
+/// `types` and omit `values` when there is no row (rqlite's documented shapes); errors are
+/// `{"error": message, "code": code}`.
+pub struct Rendered<'a>(pub &'a StatementResult, pub Encoding);
+
+/// A whole `results` array in rqlite's shape (each element a [`Rendered`]).
+pub struct RenderedAll<'a>(pub &'a [StatementResult], pub Encoding);
+
+impl Serialize for RenderedAll<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| Rendered(r, self.1)))
+    }
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (r, enc) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        match &r.outcome {
             Outcome::Write {
                 last_insert_id,
                 rows_affected,
             } => {
                 if *last_insert_id != 0 {
-                    obj.insert("last_insert_id".into(), (*last_insert_id).into());
+                    m.serialize_entry("last_insert_id", last_insert_id)?;
                 }
                 if *rows_affected != 0 {
-                    obj.insert("rows_affected".into(), (*rows_affected).into());
+                    m.serialize_entry("rows_affected", rows_affected)?;
                 }
             }
-            Outcome::Rows(rows) => render_rows(rows, enc, &mut obj),
+            Outcome::Rows(rows) if enc.associative => {
+                let types: serde_json::Map<_, _> = rows
+                    .columns
+                    .iter()
+                    .zip(&rows.types)
+                    .map(|(c, t)| (c.clone(), serde_json::Value::from(t.clone())))
+                    .collect();
+                m.serialize_entry("types", &types)?;
+                if !rows.values.is_empty() {
+                    let out: Vec<AssocRow<'_>> =
+                        rows.values.iter().map(|v| AssocRow(rows, v, enc)).collect();
+                    m.serialize_entry("rows", &out)?;
+                }
+            }
+            Outcome::Rows(rows) => {
+                m.serialize_entry("columns", &rows.columns)?;
+                m.serialize_entry("types", &rows.types)?;
+                if !rows.values.is_empty() {
+                    let out: Vec<ArrayRow<'_>> =
+                        rows.values.iter().map(|v| ArrayRow(rows, v, enc)).collect();
+                    m.serialize_entry("values", &out)?;
+                }
+            }
             Outcome::Error(e) => {
-                obj.insert("error".into(), e.message.clone().into());
-                obj.insert("code".into(), e.code.as_str().into());
+                m.serialize_entry("error", &e.message)?;
+                m.serialize_entry("code", e.code.as_str())?;
             }
         }
         if enc.timings {
-            obj.insert("time".into(), self.time.into());
+            m.serialize_entry("time", &r.time)?;
         }
-        serde_json::Value::Object(obj)
+        m.end()
     }
 }
 
-fn render_rows(rows: &Rows, enc: Encoding, obj: &mut serde_json::Map<String, serde_json::Value>) {
-    let cell = |i: usize, v: &Value| {
-        render_value(v, rows.types.get(i).map(String::as_str).unwrap_or(""), enc)
-    };
-    if enc.associative {
-        let types: serde_json::Map<_, _> = rows
-            .columns
-            .iter()
-            .zip(&rows.types)
-            .map(|(c, t)| (c.clone(), serde_json::Value::from(t.clone())))
-            .collect();
-        obj.insert("types".into(), types.into());
-        if !rows.values.is_empty() {
-            let out: Vec<serde_json::Value> = rows
-                .values
+fn cell(rows: &Rows, i: usize, v: &Value, enc: Encoding) -> serde_json::Value {
+    render_value(v, rows.types.get(i).map(String::as_str).unwrap_or(""), enc)
+}
+
+struct ArrayRow<'a>(&'a Rows, &'a [Value], Encoding);
+
+impl Serialize for ArrayRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.1
                 .iter()
-                .map(|row| {
-                    let m: serde_json::Map<_, _> = rows
-                        .columns
-                        .iter()
-                        .zip(row.iter().enumerate())
-                        .map(|(c, (i, v))| (c.clone(), cell(i, v)))
-                        .collect();
-                    serde_json::Value::Object(m)
-                })
-                .collect();
-            obj.insert("rows".into(), out.into());
-        }
-        return;
+                .enumerate()
+                .map(|(i, v)| cell(self.0, i, v, self.2)),
+        )
     }
-    obj.insert("columns".into(), rows.columns.clone().into());
-    obj.insert("types".into(), rows.types.clone().into());
-    if !rows.values.is_empty() {
-        let out: Vec<serde_json::Value> = rows
-            .values
-            .iter()
-            .map(|row| {
-                serde_json::Value::Array(row.iter().enumerate().map(|(i, v)| cell(i, v)).collect())
-            })
-            .collect();
-        obj.insert("values".into(), out.into());
+}
+
+struct AssocRow<'a>(&'a Rows, &'a [Value], Encoding);
+
+impl Serialize for AssocRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .columns
+                .iter()
+                .zip(self.1.iter().enumerate())
+                .map(|(c, (i, v))| (c, cell(self.0, i, v, self.2))),
+        )
     }
 }
 
