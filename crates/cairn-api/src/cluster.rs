@@ -1,10 +1,13 @@
 //! Cluster routes: `/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_node::{JoinRequest, NodeError};
+use cairn_node::{JoinRequest, NodeEntry, NodeError};
+use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::flags::Flags;
@@ -12,38 +15,52 @@ use crate::{json_response, AppState};
 
 type Pairs = Query<Vec<(String, String)>>;
 
-/// `GET /status`: this node, its Raft state and its store.
-#[utoipa::path(get, path = "/status", tag = "cluster", responses((status = 200, description = "Node, Raft and store status", body = serde_json::Value)))]
+/// `GET /status`: rqlite's sections (`build`, `http`, `node`, `os`, `runtime`, `store`
+/// with `ready`, `leader`, `raft`, `db_conf`, sizes) and Cairn's `raft`; see
+/// [`cairn_node::Status`].
+#[utoipa::path(get, path = "/status", tag = "cluster", responses((status = 200, description = "Node, Raft and store status: rqlite's sections and Cairn's raft", body = serde_json::Value)))]
 pub async fn status(
     State(state): State<AppState>,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
     let flags = Flags::parse(&pairs)?;
     let s = state.node.status();
-    let v = serde_json::to_value(s)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let v = serde_json::to_value(s).map_err(internal)?;
     Ok(json_response(StatusCode::OK, &v, flags.pretty))
 }
 
-/// `GET /nodes`: every member, keyed by id (rqlite's legacy shape), or with `ver=2` as
-/// `{"nodes": [...]}`. Reachability is checked by contacting each node.
-#[utoipa::path(get, path = "/nodes", tag = "cluster", params(("ver" = Option<String>, Query, description = "2 for {\"nodes\": [...]}")), responses((status = 200, description = "Members by id", body = serde_json::Value)))]
+/// `GET /nodes`: the voters (every member with `nonvoters`), keyed by id (rqlite's legacy
+/// shape), or with `ver=2` as `{"nodes": [...]}` sorted by id. Each node is contacted;
+/// reachable entries carry `version`, `time` (seconds) and `time_s` (a Go duration
+/// string), as rqlite's `http/nodes.go`; see [`cairn_node::NodeEntry`].
+#[utoipa::path(get, path = "/nodes", tag = "cluster", params(("ver" = Option<String>, Query, description = "2 for {\"nodes\": [...]}"), ("nonvoters" = Option<String>, Query, description = "Include non-voting members")), responses((status = 200, description = "Members by id", body = serde_json::Value)))]
 pub async fn nodes(
     State(state): State<AppState>,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
     let flags = Flags::parse(&pairs)?;
-    let nodes = state.node.nodes().await;
+    let mut nodes = state.node.nodes().await;
+    nodes.retain(|n| n.voter || flags.nonvoters);
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let body = if flags.ver.as_deref() == Some("2") {
-        serde_json::json!({ "nodes": nodes })
+        serde_json::to_value(NodesList { nodes })
     } else {
-        let map: serde_json::Map<String, serde_json::Value> = nodes
-            .iter()
-            .map(|n| (n.id.clone(), serde_json::to_value(n).unwrap_or_default()))
-            .collect();
-        serde_json::Value::Object(map)
-    };
+        let map: BTreeMap<String, NodeEntry> =
+            nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+        serde_json::to_value(map)
+    }
+    .map_err(internal)?;
     Ok(json_response(StatusCode::OK, &body, flags.pretty))
+}
+
+/// `/nodes?ver=2`'s body.
+#[derive(Serialize)]
+struct NodesList {
+    nodes: Vec<NodeEntry>,
+}
+
+fn internal(e: serde_json::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
 /// `GET /readyz`: 200 with `[+]node ok` lines when the node knows a leader (or with

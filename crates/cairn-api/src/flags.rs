@@ -44,6 +44,8 @@ pub struct Flags {
     pub fmt: Option<String>,
     /// `/nodes?ver=2`.
     pub ver: Option<String>,
+    /// `/nodes?nonvoters`: list non-voting members too (rqlite lists only voters without it).
+    pub nonvoters: bool,
 }
 
 /// Default for `timeout`: rqlite uses 10 s for leader-dependent waits.
@@ -72,6 +74,7 @@ impl Flags {
                 "wait" => f.wait = true,
                 "noleader" => f.noleader = true,
                 "sync" => f.sync = true,
+                "nonvoters" => f.nonvoters = true,
                 "level" => {
                     f.level = v.parse().map_err(|_| {
                         ApiError::bad_request(format!(

@@ -118,7 +118,19 @@ pub fn router(node: Arc<Node>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
+        .layer(axum::middleware::map_response(version_header))
         .with_state(AppState { node })
+}
+
+/// Every response carries the node's version under rqlite's header name
+/// ([`cairn_node::VERSION_HEADER`]), as rqlite's `http/service.go` does; `/nodes` and
+/// rqlite's CLI read it.
+async fn version_header(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        cairn_node::VERSION_HEADER,
+        header::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    resp
 }
 
 async fn not_found() -> ApiError {

@@ -11,6 +11,7 @@ mod error;
 mod node;
 mod queue;
 mod rpc;
+mod status;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -19,7 +20,16 @@ use serde::{Deserialize, Serialize};
 
 pub use cairn_raft::{NodeAddr, RaftSettings, SECRET_HEADER};
 pub use error::{CommandError, NodeError};
-pub use node::{Node, NodeEntry, RaftStatus, Status};
+pub use node::Node;
+pub use status::{
+    friendly_bytes, go_duration, BuildStatus, ClusterStatus, DatabaseStatus, DbConf, HttpStatus,
+    NodeEntry, NodeStatus, OsStatus, RaftStatus, RuntimeStatus, SqliteStatus, Status, StoreLeader,
+    StoreRaft, StoreServer, StoreStatus,
+};
+
+/// Header carrying the node's version on every API response, under rqlite's name
+/// (`http/service.go` `VersionHTTPHeader`); `/nodes` reads it from each member.
+pub const VERSION_HEADER: &str = "X-RQLITE-VERSION";
 
 /// Read consistency levels, with rqlite's names and meanings
 /// (<https://rqlite.io/docs/api/read-consistency/>).

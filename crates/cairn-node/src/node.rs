@@ -13,11 +13,15 @@ use cairn_sql::{EntryContext, Statement, StatementResult, Store};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, ReadPolicy, ServerState};
-use serde::Serialize;
 
 use crate::queue::Queue;
 use crate::rpc::{self, NodeRpc, Reply};
-use crate::{JoinRequest, Level, LoadPayload, NodeConfig, NodeError, Peer};
+use crate::status::{
+    self, BuildStatus, ClusterStatus, DatabaseStatus, DbConf, HttpStatus, NodeEntry, NodeStatus,
+    OsStatus, RaftStatus, RuntimeStatus, SqliteStatus, Status, StoreLeader, StoreRaft, StoreServer,
+    StoreStatus,
+};
+use crate::{JoinRequest, Level, LoadPayload, NodeConfig, NodeError, Peer, VERSION_HEADER};
 
 type Metrics = RaftMetrics<cairn_raft::TypeConfig>;
 
@@ -37,63 +41,6 @@ pub struct Node {
     contact: Arc<LeaderContact>,
     pub(crate) queue: Queue,
     started: Instant,
-}
-
-/// `/status`: this node, its Raft state and its databases.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    /// Identity and addresses.
-    pub node: serde_json::Value,
-    /// Raft state.
-    pub raft: RaftStatus,
-    /// Databases on this replica.
-    pub store: serde_json::Value,
-}
-
-/// The Raft part of [`Status`]. Indexes are log indexes; `None` before the first entry.
-#[derive(Debug, Serialize)]
-pub struct RaftStatus {
-    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
-    pub state: String,
-    /// The leader this node knows of.
-    pub leader_id: Option<u64>,
-    /// The leader's HTTP URL.
-    pub leader_api_addr: Option<String>,
-    /// Current term.
-    pub term: u64,
-    /// Index of the last entry in this node's log.
-    pub last_log_index: Option<u64>,
-    /// Highest index known to be committed.
-    pub commit_index: Option<u64>,
-    /// Highest index applied to this node's databases.
-    pub applied_index: Option<u64>,
-    /// Index covered by the newest snapshot.
-    pub snapshot_index: Option<u64>,
-    /// Highest index purged from the log.
-    pub purged_index: Option<u64>,
-    /// Voting members.
-    pub voters: Vec<u64>,
-    /// Non-voting members.
-    pub learners: Vec<u64>,
-    /// Milliseconds since the leader last reached this node (followers only).
-    pub last_contact_ms: Option<u64>,
-}
-
-/// One member as `/nodes` lists it (rqlite's fields).
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeEntry {
-    /// Node id, as a string as in rqlite.
-    pub id: String,
-    /// `http://HOST:PORT`.
-    pub api_addr: String,
-    /// Raft address.
-    pub addr: String,
-    /// Whether it votes.
-    pub voter: bool,
-    /// Whether this node could reach it just now.
-    pub reachable: bool,
-    /// Whether it is the leader.
-    pub leader: bool,
 }
 
 fn elapsed_left(deadline: Instant) -> Duration {
@@ -613,26 +560,31 @@ impl Node {
         Ok(tokio::task::block_in_place(|| self.store.dump_sql(db))?)
     }
 
-    /// Node, Raft and store status.
+    /// Node, Raft and store status: rqlite's `/status` sections and Cairn's `raft` (see
+    /// [`Status`]).
     pub fn status(&self) -> Status {
         let m = self.metrics();
         let membership = m.membership_config.membership();
         let leader = m.current_leader.and_then(|id| Self::peer(&m, id));
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let commit_index = m
+            .cluster_committed
+            .as_ref()
+            .map(|l| l.index)
+            .or(m.local_committed.as_ref().map(|l| l.index));
+        let applied_index = m.last_applied.as_ref().map(|l| l.index);
+        let state = format!("{:?}", m.state);
         let raft = RaftStatus {
-            state: format!("{:?}", m.state),
+            state: state.clone(),
             leader_id: m.current_leader,
-            leader_api_addr: leader.map(|l| l.http_url()),
+            leader_api_addr: leader.as_ref().map(|l| l.http_url()),
             term: m.current_term,
             last_log_index: m.last_log_index,
-            commit_index: m
-                .cluster_committed
-                .as_ref()
-                .map(|l| l.index)
-                .or(m.local_committed.as_ref().map(|l| l.index)),
-            applied_index: m.last_applied.as_ref().map(|l| l.index),
+            commit_index,
+            applied_index,
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
             purged_index: m.purged.as_ref().map(|l| l.index),
-            voters: membership.voter_ids().collect(),
+            voters: voters.clone(),
             learners: membership.learner_ids().collect(),
             last_contact_ms: if m.state == ServerState::Leader {
                 None
@@ -640,57 +592,162 @@ impl Node {
                 self.contact.elapsed_ms()
             },
         };
-        let dbs: Vec<_> = self
+        let databases: Vec<DatabaseStatus> = self
             .store
             .databases()
             .into_iter()
-            .map(|(name, size)| serde_json::json!({"name": name, "size_bytes": size}))
+            .map(|(name, size_bytes)| DatabaseStatus { name, size_bytes })
             .collect();
+        let main_size = databases
+            .iter()
+            .find(|d| d.name == cairn_sql::DEFAULT_DATABASE)
+            .map_or(0, |d| d.size_bytes);
+        let dir_size = status::dir_size(&self.data_dir);
+        let uptime = self.started.elapsed();
+        let now = chrono::Utc::now();
+        let started = chrono::Duration::from_std(uptime).map_or(now, |d| now - d);
+        let rfc3339 = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        };
+        let store = StoreStatus {
+            open: true,
+            ready: m.current_leader.is_some(),
+            node_id: self.id.to_string(),
+            addr: self.addr.raft_addr.clone(),
+            leader: StoreLeader {
+                node_id: m
+                    .current_leader
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                addr: leader.map(|l| l.addr.raft_addr).unwrap_or_default(),
+            },
+            raft: StoreRaft {
+                state,
+                term: m.current_term,
+                last_log_index: m.last_log_index.unwrap_or(0),
+                commit_index: commit_index.unwrap_or(0),
+                applied_index: applied_index.unwrap_or(0),
+                last_snapshot_index: m.snapshot.as_ref().map_or(0, |l| l.index),
+                num_peers: voters.iter().filter(|&&v| v != self.id).count() as u64,
+                voter: voters.contains(&self.id),
+            },
+            fsm_index: applied_index.unwrap_or(0),
+            db_applied_index: applied_index.unwrap_or(0),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| StoreServer {
+                    id: id.to_string(),
+                    addr: n.raft_addr.clone(),
+                    suffrage: if voters.contains(id) {
+                        "Voter"
+                    } else {
+                        "Nonvoter"
+                    },
+                })
+                .collect(),
+            dir_size,
+            dir_size_friendly: status::friendly_bytes(dir_size),
+            sqlite3: SqliteStatus {
+                version: rusqlite::version(),
+                db_size: main_size,
+                db_size_friendly: status::friendly_bytes(main_size),
+            },
+            db_conf: DbConf {
+                fk_constraints: true,
+            },
+            databases,
+        };
         Status {
-            node: serde_json::json!({
-                "id": self.id,
-                "http_addr": self.addr.http_addr,
-                "raft_addr": self.addr.raft_addr,
-                "api_addr": self.addr.http_url(),
-                "data_dir": self.data_dir.display().to_string(),
-                "uptime_s": self.started.elapsed().as_secs_f64(),
-                "version": env!("CARGO_PKG_VERSION"),
-            }),
+            build: BuildStatus::current(),
+            http: HttpStatus {
+                bind_addr: self.addr.http_addr.clone(),
+                auth: "disabled",
+                cluster: ClusterStatus {
+                    addr: self.addr.raft_addr.clone(),
+                    https: "false",
+                    api_addr: self.addr.http_url(),
+                },
+            },
+            node: NodeStatus {
+                id: self.id,
+                http_addr: self.addr.http_addr.clone(),
+                raft_addr: self.addr.raft_addr.clone(),
+                api_addr: self.addr.http_url(),
+                version: env!("CARGO_PKG_VERSION"),
+                uptime_s: uptime.as_secs_f64(),
+                start_time: rfc3339(started),
+                current_time: rfc3339(now),
+                uptime: status::go_duration(uptime),
+            },
+            os: OsStatus::current(),
+            runtime: RuntimeStatus::current(),
+            store,
             raft,
-            store: serde_json::json!({ "databases": dbs }),
         }
     }
 
-    /// Every member with its role and whether it answers right now (each checked with a
-    /// 1-second timeout, all at once).
+    /// Every member with its role and whether it answers right now, as rqlite's `/nodes`
+    /// reports them (`http/nodes.go`): each node, this one included, is asked for
+    /// `/readyz?noleader` over HTTP with a 1-second timeout, all at once; a reachable entry
+    /// carries the version from its `X-RQLITE-VERSION` header and how long the check took,
+    /// an unreachable one the error.
     pub async fn nodes(&self) -> Vec<NodeEntry> {
         let m = self.metrics();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members: Vec<(u64, NodeAddr)> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let checks = members.iter().map(|(id, addr)| async move {
-            if *id == self.id {
-                return true;
-            }
-            self.http
+        let checks = members.iter().map(|(_, addr)| async move {
+            let start = Instant::now();
+            let reply = self
+                .http
                 .get(format!("{}/readyz?noleader", addr.http_url()))
                 .timeout(Duration::from_secs(1))
                 .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+                .await;
+            let took = start.elapsed();
+            match reply {
+                Ok(r) if r.status().is_success() => {
+                    let version = r
+                        .headers()
+                        .get(VERSION_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or("unknown")
+                        .to_string();
+                    Ok((version, took))
+                }
+                Ok(r) => Err(format!("node answered {}", r.status())),
+                Err(e) if e.is_timeout() => Err("timeout waiting for node to respond".into()),
+                Err(e) => Err(e.to_string()),
+            }
         });
-        let reachable = futures::future::join_all(checks).await;
+        let checked = futures::future::join_all(checks).await;
         members
             .into_iter()
-            .zip(reachable)
-            .map(|((id, addr), reachable)| NodeEntry {
-                id: id.to_string(),
-                api_addr: addr.http_url(),
-                addr: addr.raft_addr.clone(),
-                voter: voters.contains(&id),
-                reachable,
-                leader: m.current_leader == Some(id),
+            .zip(checked)
+            .map(|((id, addr), check)| {
+                let (version, time, time_s, error) = match check {
+                    Ok((version, took)) => (
+                        version,
+                        Some(took.as_secs_f64()),
+                        Some(status::go_duration(took)),
+                        None,
+                    ),
+                    Err(e) => (String::new(), None, None, Some(e)),
+                };
+                NodeEntry {
+                    id: id.to_string(),
+                    api_addr: addr.http_url(),
+                    addr: addr.raft_addr.clone(),
+                    version,
+                    voter: voters.contains(&id),
+                    reachable: error.is_none(),
+                    leader: error.is_none() && m.current_leader == Some(id),
+                    time,
+                    time_s,
+                    error,
+                }
             })
             .collect()
     }

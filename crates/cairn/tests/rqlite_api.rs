@@ -330,3 +330,202 @@ fn rqlite_api_details_hold_on_every_node() {
     c.execute_ok(leader, &json!([["INSERT INTO v(r) VALUES(?)", 42]]))
         .expect("writes work after the transfer, through the old leader");
 }
+
+/// Asserts that `v[path...]` exists and satisfies `ok` (a JSON type check), with the whole
+/// document in the failure message.
+fn field<'a>(doc: &'a Value, path: &[&str], ok: fn(&Value) -> bool, what: &str) -> &'a Value {
+    let mut v = doc;
+    for k in path {
+        v = &v[*k];
+    }
+    assert!(ok(v), "{} should be {what}, is {v}: {doc}", path.join("."));
+    v
+}
+
+/// Issue 8 item 2: `/status` carries rqlite's sections (`build`, `http`, `node`, `os`,
+/// `runtime`, `store`) with the types rqlite gives them (its `http/service.go`
+/// `handleStatus` and `store/store.go` `Stats`), `store.ready` turns true once a leader is
+/// known, and Cairn's own `raft` section stays.
+#[test]
+fn status_has_rqlite_sections_and_store_ready() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader");
+    let leader_id = c.id(leader).to_string();
+    for i in c.running() {
+        let s = wait_for(CATCH_UP_TIMEOUT, "store.ready and a known leader", || {
+            let s = c.status(i).map_err(|e| format!("{e:#}"))?;
+            if s["store"]["ready"] == true && s["store"]["leader"]["node_id"] == leader_id.as_str()
+            {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        })
+        .expect("the node is ready");
+        for k in ["version", "commit", "branch", "build_time"] {
+            field(&s, &["build", k], Value::is_string, "a string");
+        }
+        let bind = field(&s, &["http", "bind_addr"], Value::is_string, "a string");
+        assert_eq!(bind, &Value::from(c.http_addr(i).to_string()), "{s}");
+        field(&s, &["http", "auth"], Value::is_string, "a string");
+        let api = field(
+            &s,
+            &["http", "cluster", "api_addr"],
+            Value::is_string,
+            "a string",
+        );
+        assert_eq!(api, &Value::from(c.url(i)), "{s}");
+        for k in ["start_time", "current_time", "uptime"] {
+            field(&s, &["node", k], Value::is_string, "a string");
+        }
+        field(&s, &["os", "pid"], Value::is_u64, "a number");
+        field(&s, &["os", "ppid"], Value::is_u64, "a number");
+        field(&s, &["os", "executable"], Value::is_string, "a string");
+        field(&s, &["os", "hostname"], Value::is_string, "a string");
+        for k in ["GOOS", "GOARCH", "version"] {
+            field(&s, &["runtime", k], Value::is_string, "a string");
+        }
+        field(&s, &["runtime", "num_cpu"], Value::is_u64, "a number");
+        field(&s, &["runtime", "GOMAXPROCS"], Value::is_u64, "a number");
+
+        // store: rqlite's names, node ids as strings, Raft numbers as numbers.
+        field(&s, &["store", "open"], Value::is_boolean, "a bool");
+        let id = field(&s, &["store", "node_id"], Value::is_string, "a string");
+        assert_eq!(id, &Value::from(c.id(i).to_string()), "{s}");
+        let addr = field(&s, &["store", "addr"], Value::is_string, "a string");
+        assert_eq!(addr, &Value::from(c.raft_addr(i).to_string()), "{s}");
+        let laddr = field(
+            &s,
+            &["store", "leader", "addr"],
+            Value::is_string,
+            "a string",
+        );
+        assert_eq!(laddr, &Value::from(c.raft_addr(leader).to_string()), "{s}");
+        let state = field(
+            &s,
+            &["store", "raft", "state"],
+            Value::is_string,
+            "a string",
+        );
+        let want = if i == leader { "Leader" } else { "Follower" };
+        assert_eq!(state, want, "{s}");
+        for k in [
+            "term",
+            "last_log_index",
+            "commit_index",
+            "applied_index",
+            "last_snapshot_index",
+            "num_peers",
+        ] {
+            field(&s, &["store", "raft", k], Value::is_u64, "a number");
+        }
+        assert_eq!(s["store"]["raft"]["num_peers"], 2, "{s}");
+        field(&s, &["store", "raft", "voter"], Value::is_boolean, "a bool");
+        field(
+            &s,
+            &["store", "db_conf", "fk_constraints"],
+            Value::is_boolean,
+            "a bool",
+        );
+        field(&s, &["store", "dir_size"], Value::is_u64, "a number");
+        field(
+            &s,
+            &["store", "dir_size_friendly"],
+            Value::is_string,
+            "a string",
+        );
+        field(
+            &s,
+            &["store", "sqlite3", "db_size"],
+            Value::is_u64,
+            "a number",
+        );
+        field(
+            &s,
+            &["store", "sqlite3", "version"],
+            Value::is_string,
+            "a string",
+        );
+        field(&s, &["store", "fsm_index"], Value::is_u64, "a number");
+        field(
+            &s,
+            &["store", "db_applied_index"],
+            Value::is_u64,
+            "a number",
+        );
+        let nodes = field(&s, &["store", "nodes"], Value::is_array, "an array");
+        assert_eq!(nodes.as_array().map(Vec::len), Some(3), "{s}");
+        for n in nodes.as_array().into_iter().flatten() {
+            field(n, &["id"], Value::is_string, "a string");
+            field(n, &["addr"], Value::is_string, "a string");
+            assert_eq!(n["suffrage"], "Voter", "{s}");
+        }
+        // The data directory is not disclosed.
+        assert!(s["store"].get("dir").is_none(), "{s}");
+        assert!(s["node"].get("data_dir").is_none(), "{s}");
+        // Cairn's own sections stay.
+        assert_eq!(s["node"]["id"], c.id(i), "{s}");
+        assert_eq!(s["raft"]["leader_id"], c.id(leader), "{s}");
+    }
+}
+
+/// Issue 8 item 3: every reachable entry of `/nodes` carries `version` (a string), `time`
+/// (seconds the check took, a number) and `time_s` (the same as a Go duration string such
+/// as `"1.234ms"`), as rqlite's `http/nodes.go` `Node.Test` sets them, in the `ver=2` list,
+/// the legacy map keyed by id, and with `nonvoters`.
+#[test]
+fn nodes_entries_have_version_and_check_time() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader");
+    let f = c.followers().expect("followers")[0];
+    let check = |entry: &Value, doc: &Value| {
+        field(entry, &["reachable"], |v| v == &Value::Bool(true), "true");
+        let v = field(entry, &["version"], Value::is_string, "a string");
+        assert_ne!(v, "", "{doc}");
+        let t = field(entry, &["time"], Value::is_f64, "a float");
+        assert!(t.as_f64().is_some_and(|t| t > 0.0 && t < 5.0), "{doc}");
+        let ts = field(entry, &["time_s"], Value::is_string, "a string");
+        let ts = ts.as_str().unwrap_or_default();
+        assert!(
+            ["ns", "µs", "ms", "s"].iter().any(|u| ts.ends_with(u))
+                && ts.starts_with(|ch: char| ch.is_ascii_digit()),
+            "time_s {ts:?} is a Go duration: {doc}"
+        );
+    };
+    for i in [leader, f] {
+        for params in [&[("ver", "2")][..], &[("ver", "2"), ("nonvoters", "")][..]] {
+            let doc = wait_for(CATCH_UP_TIMEOUT, "three reachable nodes", || {
+                let r = c.get(i, "/nodes", params).map_err(|e| format!("{e:#}"))?;
+                let list = r.body["nodes"].as_array().cloned().unwrap_or_default();
+                if r.status == 200 && list.len() == 3 && list.iter().all(|n| n["reachable"] == true)
+                {
+                    Ok(r.body)
+                } else {
+                    Err(r.to_string())
+                }
+            })
+            .expect("/nodes?ver=2");
+            for n in doc["nodes"].as_array().into_iter().flatten() {
+                check(n, &doc);
+            }
+        }
+        for params in [&[][..], &[("nonvoters", "")][..]] {
+            let doc = wait_for(CATCH_UP_TIMEOUT, "three reachable nodes", || {
+                let r = c.get(i, "/nodes", params).map_err(|e| format!("{e:#}"))?;
+                let all = r
+                    .body
+                    .as_object()
+                    .is_some_and(|m| m.len() == 3 && m.values().all(|n| n["reachable"] == true));
+                if r.status == 200 && all {
+                    Ok(r.body)
+                } else {
+                    Err(r.to_string())
+                }
+            })
+            .expect("/nodes (legacy map)");
+            for k in 0..3 {
+                check(&doc[c.id(k).to_string()], &doc);
+            }
+        }
+    }
+}
