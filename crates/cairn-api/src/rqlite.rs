@@ -89,7 +89,10 @@ pub async fn execute(
     let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
     if flags.queue {
-        let seq = state.node.enqueue(&flags.db, stmts, flags.transaction)?;
+        let seq = state
+            .node
+            .enqueue(&flags.db, stmts, flags.transaction, flags.timeout)
+            .await?;
         if flags.wait {
             state.node.wait_queue(seq, flags.timeout).await?;
         }
