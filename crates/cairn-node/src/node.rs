@@ -238,7 +238,8 @@ impl Node {
             if left.is_zero() {
                 break;
             }
-            let leader = self.leader();
+            // Not `self.leader()`: with Pre-Vote a cut-off follower keeps a dead leader's id.
+            let leader = self.live_leader().await;
             let outcome = match &leader {
                 Some(l) if l.id == self.id => self
                     .serve_forwarded(rpc.clone(), left)
@@ -246,11 +247,17 @@ impl Node {
                     .map_err(rpc::CallError::Remote),
                 Some(l) => rpc::call(&self.http, &self.secret, l, rpc.clone(), left).await,
                 None => {
+                    // A leader id may be known but out of touch: then the metrics do not
+                    // change when it comes back, so wait a bounded slice and look again.
+                    let slice = left.min(Duration::from_millis(50));
                     let _ = self
                         .raft
-                        .wait(Some(left))
+                        .wait(Some(slice))
                         .metrics(|m| m.current_leader.is_some(), "a leader is known")
                         .await;
+                    if self.leader().is_some() {
+                        tokio::time::sleep(slice).await;
+                    }
                     last_err = NodeError::NoLeader;
                     continue;
                 }

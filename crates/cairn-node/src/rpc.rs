@@ -86,6 +86,30 @@ struct Envelope {
     timeout_ms: u64,
 }
 
+impl Node {
+    /// The leader this node knows of, if this node is still in touch with it (or is it).
+    ///
+    /// With Pre-Vote, a follower cut off from its leader keeps the leader's id: it does not
+    /// start an election (and so forget the leader) until a quorum would grant it. The id
+    /// alone therefore does not say that a leader is reachable; this answers `None` once the
+    /// follower has not heard from its leader for twice the longest election timeout
+    /// (openraft's vote lease, renewed by every `AppendEntries` from the leader).
+    pub async fn live_leader(&self) -> Option<Peer> {
+        use openraft::Instant as _;
+        let leader = self.leader()?;
+        if leader.id == self.id {
+            return Some(leader);
+        }
+        let max = Duration::from_millis(self.raft.config().election_timeout_max.saturating_mul(2));
+        let fresh = self
+            .raft
+            .with_raft_state(move |st| st.vote_last_modified().is_some_and(|t| t.elapsed() <= max))
+            .await
+            .unwrap_or(false);
+        fresh.then_some(leader)
+    }
+}
+
 /// Routes for the internal node RPC (to be wrapped in the secret check). A forwarded command
 /// may be as large as `MAX_ENTRY_BYTES`, so the body limit is the raft transport's.
 pub(crate) fn routes(node: Arc<Node>) -> Router {
