@@ -75,7 +75,7 @@ pub async fn readyz(
     let mut lines = vec!["[+]node ok".to_string()];
     let mut ok = true;
     if !flags.noleader {
-        if state.node.leader().is_some() {
+        if state.node.live_leader().await.is_some() {
             lines.push("[+]leader ok".into());
         } else {
             lines.push("[-]leader not ok".into());

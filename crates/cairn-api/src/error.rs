@@ -68,6 +68,9 @@ impl From<NodeError> for ApiError {
             NodeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             NodeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            NodeError::NotApplied(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_applied"),
+            NodeError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
+            NodeError::EntryTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "entry_too_large"),
             NodeError::Command(c) => match c {
                 C::NoSuchDatabase(_) => (StatusCode::NOT_FOUND, "database_not_found"),
                 C::DatabaseExists(_) => (StatusCode::CONFLICT, "database_exists"),

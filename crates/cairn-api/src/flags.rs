@@ -104,15 +104,31 @@ impl Flags {
     }
 }
 
-/// Parses a Go-style duration (`1s`, `500ms`, `2m`), or a bare number of seconds.
+/// Longest duration any flag may ask for (`timeout`, `freshness`, `/readyz?sync`): longer
+/// values are capped to it, so that `Instant::now() + timeout` can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// Parses a Go-style duration (`1s`, `500ms`, `2m`), or a bare number of seconds (`1.5`,
+/// `1e3`), capped at [`MAX_DURATION`].
+///
+/// # Errors
+/// 400 `bad_request` for text that is neither, and for negative, infinite or NaN numbers.
 fn duration(k: &str, v: &str) -> Result<Duration, ApiError> {
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+    let bad = |why: &dyn std::fmt::Display| {
+        ApiError::bad_request(format!("{k}={v:?} is not a duration: {why}"))
+    };
+    let d = match v.trim().parse::<f64>() {
+        Ok(secs) if secs.is_nan() || secs < 0.0 || secs.is_infinite() => {
+            return Err(bad(
+                &"give a finite, non-negative number of seconds or e.g. 5s",
+            ))
         }
-    }
-    humantime::parse_duration(v)
-        .map_err(|e| ApiError::bad_request(format!("{k}={v:?} is not a duration: {e}")))
+        // Capped before the conversion: `Duration::from_secs_f64` panics above u64::MAX s.
+        Ok(secs) => Duration::try_from_secs_f64(secs.min(MAX_DURATION.as_secs_f64()))
+            .map_err(|e| bad(&e))?,
+        Err(_) => humantime::parse_duration(v).map_err(|e| bad(&e))?,
+    };
+    Ok(d.min(MAX_DURATION))
 }
 
 #[cfg(test)]
@@ -148,5 +164,54 @@ mod tests {
         assert_eq!(f.timeout, Duration::from_millis(250));
         assert!(p(&[("level", "eventual")]).is_err());
         assert!(p(&[("freshness", "soon")]).is_err());
+    }
+
+    /// Regression (issue 7, item 10): `timeout=1e19` panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn huge_durations_are_capped_and_garbage_refused() {
+        for v in [
+            "1e19",
+            "1e30",
+            "1e308",
+            "18446744073709551616",
+            "99999999999999h",
+        ] {
+            for k in ["timeout", "freshness"] {
+                let f = p(&[(k, v)]).unwrap_or_else(|e| panic!("{k}={v}: {}", e.message));
+                let d = if k == "timeout" {
+                    f.timeout
+                } else {
+                    f.freshness.unwrap_or_default()
+                };
+                assert_eq!(d, MAX_DURATION, "{k}={v}");
+            }
+        }
+        for v in [
+            "-1",
+            "-0.5",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "",
+            "1e",
+            "5 parsecs",
+            "-5s",
+        ] {
+            let e = p(&[("timeout", v)]).expect_err(v);
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "bad_request"),
+                "timeout={v}"
+            );
+        }
+        assert_eq!(
+            p(&[("timeout", "0.25")]).expect("valid").timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            p(&[("timeout", "2m")]).expect("valid").timeout,
+            Duration::from_secs(120)
+        );
     }
 }

@@ -24,8 +24,12 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use flags::Flags;
 
-/// Largest request body accepted, in bytes (a `/db/load` file included).
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest request body accepted, in bytes (a `/db/load` file included): twice
+/// [`cairn_raft::MAX_ENTRY_BYTES`] (32 MiB), because JSON spells values in up to about twice
+/// their encoded size (hex BLOBs, numbers). A larger body could not become one log entry and
+/// is refused unread with 413 `payload_too_large`; a smaller one whose command still does not
+/// fit is refused at proposal with 413 `entry_too_large`. Both change nothing.
+pub const MAX_BODY_BYTES: usize = 2 * cairn_raft::MAX_ENTRY_BYTES;
 
 /// Shared state of every handler.
 #[derive(Clone)]

@@ -32,9 +32,9 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Statement>, ApiErr
         }
         return Ok(vec![Statement::new(sql)]);
     }
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    Statement::parse_batch(&v).map_err(|e| ApiError::bad_request(e.to_string()))
+    // Straight into statements: a `serde_json::Value` of the body would cost several times
+    // its size (issue 7, item 8).
+    Statement::parse_batch_json(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn results_response(flags: &Flags, results: &[StatementResult], start: Instant) -> Response {
@@ -89,7 +89,10 @@ pub async fn execute(
     let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
     if flags.queue {
-        let seq = state.node.enqueue(&flags.db, stmts, flags.transaction)?;
+        let seq = state
+            .node
+            .enqueue(&flags.db, stmts, flags.transaction, flags.timeout)
+            .await?;
         if flags.wait {
             state.node.wait_queue(seq, flags.timeout).await?;
         }

@@ -32,7 +32,8 @@ pub enum NodeError {
     /// The operation did not finish within its timeout.
     #[error("timed out: {0}")]
     Timeout(String),
-    /// A peer could not be reached, or the outcome of a forwarded write is unknown.
+    /// A peer could not be reached for a read or a status request. (Writes answer
+    /// [`NodeError::NotApplied`] or [`NodeError::OutcomeUnknown`] instead.)
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// Missing or wrong cluster secret.
@@ -50,6 +51,45 @@ pub enum NodeError {
     /// The replicated command failed as a whole.
     #[error("{0}")]
     Command(#[from] CommandError),
+    // New variants go last: this enum crosses the wire (postcard numbers variants), and
+    // nodes of two versions may talk during an upgrade.
+    /// A write that certainly changed nothing and may be retried as is: no leader took it
+    /// (the connection to the leader was refused, or every leader tried answered that it no
+    /// longer leads, before proposing).
+    #[error("not applied: {0}")]
+    NotApplied(String),
+    /// A write whose outcome this node cannot know: it reached the leader (or was proposed)
+    /// and then the answer was lost (connection broken, timeout, leadership changed while the
+    /// entry was in flight). It may have been applied, or may still be; retry only if the
+    /// write is idempotent, or read to find out.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The command's encoding is larger than one log entry may be
+    /// (`cairn_raft::MAX_ENTRY_BYTES`); refused before proposing, so it changed nothing.
+    #[error("entry too large: the write encodes to {bytes} bytes, more than the {max} bytes one log entry may hold")]
+    EntryTooLarge {
+        /// The command's encoded size, in bytes.
+        bytes: u64,
+        /// `cairn_raft::MAX_ENTRY_BYTES`.
+        max: u64,
+    },
+}
+
+impl NodeError {
+    /// Refuses a command that would not fit in one log entry.
+    ///
+    /// # Errors
+    /// [`NodeError::EntryTooLarge`] when `bytes` exceeds `max`.
+    pub(crate) fn check_entry_size(bytes: usize, max: usize) -> Result<(), NodeError> {
+        if bytes <= max {
+            return Ok(());
+        }
+        let to_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Err(NodeError::EntryTooLarge {
+            bytes: to_u64(bytes),
+            max: to_u64(max),
+        })
+    }
 }
 
 impl From<cairn_sql::Error> for NodeError {

@@ -162,8 +162,22 @@ impl Node {
     }
 
     /// Runs `rpc` on the leader: here when this node leads, else forwarded over the internal
-    /// RPC. Retries while the leader is unknown or has just changed, for up to `timeout`.
+    /// RPC. Retries while the leader is unknown or has just changed, for up to `timeout`,
+    /// and only when the previous attempt certainly did not run, so a write is never
+    /// proposed twice.
+    ///
+    /// # Errors
+    /// For an operation that changes state: [`NodeError::NoLeader`] or
+    /// [`NodeError::NotApplied`] when it certainly did not happen, and
+    /// [`NodeError::OutcomeUnknown`] when it was sent and the answer was lost. For reads,
+    /// [`NodeError::Unavailable`] in both cases. [`NodeError::EntryTooLarge`] for a write
+    /// that cannot fit in one log entry (checked before anything is sent). Else the
+    /// leader's own error.
     async fn route(&self, rpc: NodeRpc, timeout: Duration) -> Result<Reply, NodeError> {
+        if let NodeRpc::Write(cmd) = &rpc {
+            NodeError::check_entry_size(cmd.encoded_size(), cairn_raft::MAX_ENTRY_BYTES)?;
+        }
+        let changes_state = rpc.changes_state();
         let deadline = Instant::now() + timeout;
         let mut last_err = NodeError::NoLeader;
         for _ in 0..MAX_ROUTE_ATTEMPTS {
@@ -171,42 +185,65 @@ impl Node {
             if left.is_zero() {
                 break;
             }
-            let leader = self.leader();
+            // Not `self.leader()`: with Pre-Vote a cut-off follower keeps a dead leader's id.
+            let leader = self.live_leader().await;
             let outcome = match &leader {
                 Some(l) if l.id == self.id => self
                     .serve_forwarded(rpc.clone(), left)
                     .await
-                    .map_err(|e| (e, false)),
+                    .map_err(rpc::CallError::Remote),
                 Some(l) => rpc::call(&self.http, &self.secret, l, rpc.clone(), left).await,
                 None => {
+                    // A leader id may be known but out of touch: then the metrics do not
+                    // change when it comes back, so wait a bounded slice and look again.
+                    let slice = left.min(Duration::from_millis(50));
                     let _ = self
                         .raft
-                        .wait(Some(left))
+                        .wait(Some(slice))
                         .metrics(|m| m.current_leader.is_some(), "a leader is known")
                         .await;
+                    if self.leader().is_some() {
+                        tokio::time::sleep(slice).await;
+                    }
                     last_err = NodeError::NoLeader;
                     continue;
                 }
             };
             match outcome {
                 Ok(reply) => return Ok(reply),
-                // The leader moved, or the request never left this node: safe to retry.
-                Err((e @ (NodeError::NotLeader { .. } | NodeError::NoLeader), _))
-                | Err((e, true)) => {
-                    last_err = e;
-                    let prev = leader.map(|l| l.id);
-                    let wait = left.min(Duration::from_millis(50));
-                    let _ = self
-                        .raft
-                        .wait(Some(wait))
-                        .metrics(
-                            move |m| m.current_leader.is_some() && m.current_leader != prev,
-                            "leader changed",
-                        )
-                        .await;
+                // The leader moved before it proposed, or the request never left this node:
+                // nothing happened, safe to retry.
+                Err(rpc::CallError::Remote(
+                    e @ (NodeError::NotLeader { .. } | NodeError::NoLeader),
+                )) => last_err = e,
+                Err(rpc::CallError::NotSent(msg)) => {
+                    last_err = if changes_state {
+                        NodeError::NotApplied(msg)
+                    } else {
+                        NodeError::Unavailable(msg)
+                    }
                 }
-                Err((e, false)) => return Err(e),
+                Err(rpc::CallError::Lost(msg)) => {
+                    return Err(if changes_state {
+                        NodeError::OutcomeUnknown(format!(
+                            "{msg}; the write may or may not have been applied"
+                        ))
+                    } else {
+                        NodeError::Unavailable(msg)
+                    })
+                }
+                Err(rpc::CallError::Refused(e) | rpc::CallError::Remote(e)) => return Err(e),
             }
+            let prev = leader.map(|l| l.id);
+            let wait = left.min(Duration::from_millis(50));
+            let _ = self
+                .raft
+                .wait(Some(wait))
+                .metrics(
+                    move |m| m.current_leader.is_some() && m.current_leader != prev,
+                    "leader changed",
+                )
+                .await;
         }
         Err(match last_err {
             NodeError::NotLeader { .. } => NodeError::NoLeader,
@@ -216,6 +253,11 @@ impl Node {
 
     /// Serves an operation that must run on the leader, on this node; answers
     /// [`NodeError::NotLeader`] when this node is not the leader (the caller retries).
+    ///
+    /// # Errors
+    /// The operation's errors; for a write that does not finish within `timeout`,
+    /// [`NodeError::OutcomeUnknown`] (it may have been proposed), for other operations
+    /// [`NodeError::Timeout`].
     pub(crate) async fn serve_forwarded(
         &self,
         rpc: NodeRpc,
@@ -224,6 +266,7 @@ impl Node {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        let changes_state = rpc.changes_state();
         let fut = async {
             match rpc {
                 NodeRpc::Write(cmd) => {
@@ -249,25 +292,46 @@ impl Node {
                         m.cluster_committed.map(|l| l.index).unwrap_or(0),
                     ))
                 }
+                NodeRpc::HasDatabase(db) => {
+                    if self.store.exists(&db) {
+                        Ok(Reply::Done)
+                    } else {
+                        Err(cairn_sql::Error::NoSuchDatabase(db).into())
+                    }
+                }
             }
         };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| NodeError::Timeout("the leader did not finish in time".into()))?
+        tokio::time::timeout(timeout, fut).await.map_err(|_| {
+            if changes_state {
+                NodeError::OutcomeUnknown(
+                    "the leader did not finish in time; the write may still be applied".into(),
+                )
+            } else {
+                NodeError::Timeout("the leader did not finish in time".into())
+            }
+        })?
     }
 
     /// Proposes `cmd` on this node, which believes it is the leader.
+    ///
+    /// # Errors
+    /// [`NodeError::EntryTooLarge`] (before proposing); [`NodeError::NotLeader`] when
+    /// openraft says another node leads (not proposed); [`NodeError::OutcomeUnknown`] when
+    /// the entry was discarded by a leadership change or Raft stopped while it was in flight.
     async fn propose(&self, mut cmd: Command) -> Result<Response, NodeError> {
         // The leader fixes the entry's time, seed and budget: every replica applies it with
         // these (see `cairn_sql::EntryContext`).
         cmd.stamp(EntryContext::now());
+        NodeError::check_entry_size(cmd.encoded_size(), cairn_raft::MAX_ENTRY_BYTES)?;
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(self.not_leader()),
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(NodeError::Unavailable(
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(NodeError::OutcomeUnknown(
                 "leadership changed while the write was in flight; it may or may not have been applied".into(),
             )),
-            Err(e) => Err(NodeError::Internal(e.to_string())),
+            Err(e) => Err(NodeError::OutcomeUnknown(format!(
+                "raft failed while the write was in flight ({e}); it may or may not have been applied"
+            ))),
         }
     }
 
@@ -423,19 +487,34 @@ impl Node {
     }
 
     /// Queues `stmts` to be written in a later batch (rqlite's `queue` flag) and returns the
-    /// sequence number to wait for.
+    /// sequence number to wait for. The request is validated first, so that a queued write
+    /// is not lost silently later: database `db` must exist (when this replica does not have
+    /// it yet, the leader is asked, within `timeout`), and the request must fit in one log
+    /// entry.
     ///
     /// # Errors
-    /// `BadRequest` for non-deterministic SQL that cannot be rewritten (never today).
-    pub fn enqueue(
+    /// `Command(NoSuchDatabase)`, [`NodeError::EntryTooLarge`], `BadRequest` for an empty
+    /// list; [`NodeError::NoLeader`] / [`NodeError::Unavailable`] when the leader must be
+    /// asked and cannot be. Nothing is queued on error.
+    pub async fn enqueue(
         &self,
         db: &str,
         stmts: Vec<Statement>,
         transaction: bool,
+        timeout: Duration,
     ) -> Result<u64, NodeError> {
-        Ok(self
-            .queue
-            .push(db.to_string(), non_empty(stmts)?, transaction))
+        let stmts = non_empty(stmts)?;
+        NodeError::check_entry_size(
+            Command::queued_request_size(db, &stmts, transaction),
+            cairn_raft::MAX_ENTRY_BYTES - Command::QUEUED_OVERHEAD,
+        )?;
+        if !self.store.exists(db) {
+            // This replica may lag behind a create the leader has applied: the leader's
+            // view decides.
+            self.route(NodeRpc::HasDatabase(db.to_string()), timeout)
+                .await?;
+        }
+        Ok(self.queue.push(db.to_string(), stmts, transaction))
     }
 
     /// Waits until the queued batch holding `seq` has been written.
@@ -446,23 +525,32 @@ impl Node {
         self.queue.wait(seq, timeout).await
     }
 
+    /// Writes queued requests, as few log entries as fit them (each entry at most
+    /// `MAX_ENTRY_BYTES`), one after the other.
+    ///
+    /// # Errors
+    /// The first entry's error; the other entries are still written.
     pub(crate) async fn flush_queue_batch(
         &self,
         batches: Vec<(String, Vec<Statement>, bool)>,
     ) -> Result<(), NodeError> {
-        let resp = self
-            .write(
-                Command::Queued {
-                    batches,
-                    ctx: EntryContext::now(),
-                },
-                Duration::from_secs(30),
-            )
-            .await?;
-        match resp.error {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        let mut first_err = None;
+        for batches in crate::queue::split_into_entries(batches) {
+            let written = self
+                .write(
+                    Command::Queued {
+                        batches,
+                        ctx: EntryContext::now(),
+                    },
+                    Duration::from_secs(30),
+                )
+                .await
+                .and_then(|resp| resp.error.map_or(Ok(()), |e| Err(e.into())));
+            if let Err(e) = written {
+                first_err.get_or_insert(e);
+            }
         }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Databases on this replica with their sizes in bytes.

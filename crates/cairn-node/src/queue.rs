@@ -15,6 +15,29 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 type Batch = (String, Vec<Statement>, bool);
 
+/// Splits queued requests, in order, into groups that each fit in one `Command::Queued` log
+/// entry (at most `MAX_ENTRY_BYTES`). `Node::enqueue` refuses a request that could not fit
+/// alone, so every group holds at least one request.
+pub(crate) fn split_into_entries(batches: Vec<Batch>) -> Vec<Vec<Batch>> {
+    let budget = cairn_raft::MAX_ENTRY_BYTES - cairn_raft::Command::QUEUED_OVERHEAD;
+    let mut groups: Vec<Vec<Batch>> = Vec::new();
+    let mut current: Vec<Batch> = Vec::new();
+    let mut size = 0usize;
+    for b in batches {
+        let n = cairn_raft::Command::queued_request_size(&b.0, &b.1, b.2);
+        if !current.is_empty() && size.saturating_add(n) > budget {
+            groups.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size = size.saturating_add(n);
+        current.push(b);
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}
+
 #[derive(Default)]
 struct Pending {
     next_seq: u64,
@@ -91,5 +114,27 @@ impl Queue {
                 n.queue.done.send_replace(last);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_requests_are_split_to_fit_one_entry_each() {
+        let big = "x".repeat(cairn_raft::MAX_ENTRY_BYTES / 3);
+        let req = |sql: &str| ("main".to_string(), vec![Statement::new(sql)], false);
+        let groups = split_into_entries(vec![req(&big), req(&big), req(&big), req("SELECT 1")]);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+        for g in groups {
+            let size = cairn_raft::Command::Queued {
+                batches: g,
+                ctx: cairn_sql::EntryContext::default(),
+            }
+            .encoded_size();
+            assert!(size <= cairn_raft::MAX_ENTRY_BYTES, "{size}");
+        }
+        assert!(split_into_entries(Vec::new()).is_empty());
     }
 }

@@ -36,6 +36,37 @@ pub(crate) enum NodeRpc {
     StepDown,
     /// The leader's commit index; answers `Reply::Index`.
     CommitIndex,
+    /// Whether the leader has database `db`: answers `Reply::Done`, or
+    /// `Command(NoSuchDatabase)`. New variants go last (the enum crosses the wire).
+    HasDatabase(String),
+}
+
+impl NodeRpc {
+    /// Whether the operation changes the cluster's state (goes through the log), so that a
+    /// lost answer leaves its outcome unknown.
+    pub(crate) fn changes_state(&self) -> bool {
+        match self {
+            NodeRpc::Write(Command::Query { .. }) => false,
+            NodeRpc::Write(_) | NodeRpc::Join(_) | NodeRpc::Remove(_) | NodeRpc::StepDown => true,
+            NodeRpc::Query { .. } | NodeRpc::CommitIndex | NodeRpc::HasDatabase(_) => false,
+        }
+    }
+}
+
+/// Why a call to the leader failed, by what it means for the operation's outcome.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The request certainly did not reach the leader's handler (the connection was
+    /// refused): nothing happened, and it is safe to retry at once.
+    NotSent(String),
+    /// The leader refused the request before running it (e.g. a wrong secret, a body it
+    /// could not decode): nothing happened, and a retry would get the same answer.
+    Refused(NodeError),
+    /// The request was sent and the answer was lost (connection broken, timeout, a server
+    /// error after the handler ran): the operation may or may not have happened.
+    Lost(String),
+    /// The leader's own answer.
+    Remote(NodeError),
 }
 
 /// The leader's answer.
@@ -55,10 +86,36 @@ struct Envelope {
     timeout_ms: u64,
 }
 
-/// Routes for the internal node RPC (to be wrapped in the secret check).
+impl Node {
+    /// The leader this node knows of, if this node is still in touch with it (or is it).
+    ///
+    /// With Pre-Vote, a follower cut off from its leader keeps the leader's id: it does not
+    /// start an election (and so forget the leader) until a quorum would grant it. The id
+    /// alone therefore does not say that a leader is reachable; this answers `None` once the
+    /// follower has not heard from its leader for twice the longest election timeout
+    /// (openraft's vote lease, renewed by every `AppendEntries` from the leader).
+    pub async fn live_leader(&self) -> Option<Peer> {
+        use openraft::Instant as _;
+        let leader = self.leader()?;
+        if leader.id == self.id {
+            return Some(leader);
+        }
+        let max = Duration::from_millis(self.raft.config().election_timeout_max.saturating_mul(2));
+        let fresh = self
+            .raft
+            .with_raft_state(move |st| st.vote_last_modified().is_some_and(|t| t.elapsed() <= max))
+            .await
+            .unwrap_or(false);
+        fresh.then_some(leader)
+    }
+}
+
+/// Routes for the internal node RPC (to be wrapped in the secret check). A forwarded command
+/// may be as large as `MAX_ENTRY_BYTES`, so the body limit is the raft transport's.
 pub(crate) fn routes(node: Arc<Node>) -> Router {
     Router::new()
         .route("/raft/0/node", post(handle))
+        .layer(cairn_raft::server::rpc_body_limit())
         .with_state(node)
 }
 
@@ -78,21 +135,21 @@ async fn handle(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 /// Sends `rpc` to `leader` and waits up to `timeout`.
 ///
 /// # Errors
-/// The leader's own error; [`NodeError::Unavailable`] when it cannot be reached (with
-/// `retryable` set when the request was certainly not delivered, i.e. the connection
-/// failed).
+/// A [`CallError`] saying whether the request certainly did not run
+/// ([`CallError::NotSent`], [`CallError::Refused`]), may have run ([`CallError::Lost`]), or
+/// what the leader answered ([`CallError::Remote`]).
 pub(crate) async fn call(
     http: &reqwest::Client,
     secret: &str,
     leader: &Peer,
     rpc: NodeRpc,
     timeout: Duration,
-) -> Result<Reply, (NodeError, bool)> {
+) -> Result<Reply, CallError> {
     let env = Envelope {
         rpc,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
-    let body = encode(&env).map_err(|e| (NodeError::Internal(e.to_string()), false))?;
+    let body = encode(&env).map_err(|e| CallError::Refused(NodeError::Internal(e.to_string())))?;
     let resp = http
         .post(format!("http://{}/raft/0/node", leader.addr.raft_addr))
         .header(cairn_raft::SECRET_HEADER, secret)
@@ -101,31 +158,37 @@ pub(crate) async fn call(
         .send()
         .await
         .map_err(|e| {
-            let retry = e.is_connect();
-            (
-                NodeError::Unavailable(format!("leader {} unreachable: {e}", leader.id)),
-                retry,
-            )
+            let msg = format!("leader {} unreachable: {e}", leader.id);
+            // Only a failed connect proves the request never left: a timeout or a reset
+            // may come after the leader received it.
+            if e.is_connect() {
+                CallError::NotSent(msg)
+            } else {
+                CallError::Lost(msg)
+            }
         })?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| {
-        (
-            NodeError::Unavailable(format!("reading the leader's answer: {e}")),
-            false,
-        )
-    })?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| CallError::Lost(format!("reading the answer of leader {}: {e}", leader.id)))?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes).to_string();
-        let err = if status == StatusCode::UNAUTHORIZED {
-            NodeError::Internal(format!(
+        return Err(if status == StatusCode::UNAUTHORIZED {
+            CallError::Refused(NodeError::Internal(format!(
                 "the leader refused this node's cluster secret: {text}"
-            ))
+            )))
+        } else if status.is_client_error() {
+            // 4xx come from the router or the decoder, before `serve_forwarded` runs.
+            CallError::Refused(NodeError::NotApplied(format!(
+                "leader {} refused the request with {status}: {text}",
+                leader.id
+            )))
         } else {
-            NodeError::Unavailable(format!("leader answered {status}: {text}"))
-        };
-        return Err((err, false));
+            CallError::Lost(format!("leader {} answered {status}: {text}", leader.id))
+        });
     }
-    let result: Result<Reply, NodeError> =
-        decode(&bytes).map_err(|e| (NodeError::Internal(e.to_string()), false))?;
-    result.map_err(|e| (e, false))
+    let result: Result<Reply, NodeError> = decode(&bytes)
+        .map_err(|e| CallError::Lost(format!("undecodable answer from the leader: {e}")))?;
+    result.map_err(CallError::Remote)
 }

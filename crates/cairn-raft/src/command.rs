@@ -105,6 +105,32 @@ impl Command {
             | Command::DropDatabase { .. } => {}
         }
     }
+
+    /// The size of this command's postcard encoding, in bytes: what one log entry holding it
+    /// costs on the wire and in the log, to compare with [`crate::MAX_ENTRY_BYTES`]. Computed
+    /// without allocating the encoding.
+    pub fn encoded_size(&self) -> usize {
+        // Serializing into a size counter fails only for types postcard cannot represent,
+        // which a Command never holds; report it as too large rather than panic.
+        postcard::serialize_with_flavor::<_, _, usize>(self, postcard::ser_flavors::Size::default())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Bytes a [`Command::Queued`] entry needs besides its requests: the variant tag, the
+    /// length of the list (a varint) and the entry's context (three varints).
+    pub const QUEUED_OVERHEAD: usize = 64;
+
+    /// The encoded size, in bytes, of one queued request `(db, stmts, transaction)` inside a
+    /// [`Command::Queued`] entry: a queued batch of requests whose sizes add up to at most
+    /// `MAX_ENTRY_BYTES - QUEUED_OVERHEAD` fits in one entry.
+    pub fn queued_request_size(db: &str, stmts: &[Statement], transaction: bool) -> usize {
+        // postcard encodes `&str`/`String` and slices/`Vec` alike.
+        postcard::serialize_with_flavor::<_, _, usize>(
+            &(db, stmts, transaction),
+            postcard::ser_flavors::Size::default(),
+        )
+        .unwrap_or(usize::MAX)
+    }
 }
 
 impl std::fmt::Display for Command {

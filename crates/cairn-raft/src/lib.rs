@@ -31,6 +31,31 @@ pub const SECRET_HEADER: &str = "x-cairn-secret";
 /// Header carrying a streamed snapshot's `(vote, meta)` as JSON.
 pub const SNAPSHOT_META_HEADER: &str = "x-cairn-snapshot-meta";
 
+/// Largest [`Command`] one log entry may carry, in bytes of its postcard encoding (what
+/// travels in `AppendEntries` and is stored in the log): 16 MiB.
+///
+/// The leader checks it before proposing ([`Command::encoded_size`]); a larger command is
+/// refused (HTTP 413 `entry_too_large`) before it takes a log index, so it changes nothing.
+/// Every limit on the way is derived from it: the public API's body limit, the forwarding
+/// RPC and [`MAX_RPC_BODY_BYTES`], so that an entry the leader accepted is always accepted by
+/// every follower's transport.
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most entries in one `AppendEntries` request (openraft's `max_payload_entries`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 256;
+
+/// Room for everything in an RPC body besides the commands: log ids, vote, membership
+/// entries, the forwarding envelope. Generous: these are a few hundred bytes.
+const RPC_OVERHEAD_BYTES: usize = 1024 * 1024;
+
+/// Largest body the raft router accepts from an authenticated peer, in bytes: a full
+/// `AppendEntries` batch of [`MAX_PAYLOAD_ENTRIES`] entries of [`MAX_ENTRY_BYTES`] each, plus
+/// overhead (so it also covers a forwarded command). Snapshots are streamed and not bounded
+/// by it. The secret is checked before any body is read.
+pub const MAX_RPC_BODY_BYTES: usize = (MAX_PAYLOAD_ENTRIES as usize)
+    .saturating_mul(MAX_ENTRY_BYTES + 4096)
+    .saturating_add(RPC_OVERHEAD_BYTES);
+
 /// Raft timing and snapshot settings.
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
@@ -67,7 +92,11 @@ impl RaftSettings {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
             max_in_snapshot_log_to_keep: (self.snapshot_threshold / 2).min(1000),
             purge_batch_size: (self.snapshot_threshold / 4).clamp(1, 256),
-            max_payload_entries: 256,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            // A follower that was paused or cut off asks before it bumps its term, so it
+            // cannot depose a healthy leader when it comes back (Raft thesis §9.6). Needs
+            // the `pre-vote` RPC (`network.rs`, `server.rs`).
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()

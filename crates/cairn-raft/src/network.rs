@@ -147,6 +147,18 @@ impl RaftNetworkV2<C> for PeerClient {
         self.call("vote", &rpc, option.hard_ttl()).await
     }
 
+    /// Pre-Vote (Raft thesis §9.6): asks the peer whether it would vote for this node at
+    /// the next term, without changing the peer's term or vote. It must be a real RPC:
+    /// openraft's default implementation grants every pre-vote, which makes Pre-Vote a no-op.
+    /// An unreachable peer is an error, never a grant.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call("pre-vote", &rpc, option.hard_ttl()).await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<C>,

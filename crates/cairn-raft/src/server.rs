@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
 use crate::network::{decode, encode};
-use crate::{Raft, TypeConfig, SECRET_HEADER, SNAPSHOT_META_HEADER};
+use crate::{Raft, TypeConfig, MAX_RPC_BODY_BYTES, SECRET_HEADER, SNAPSHOT_META_HEADER};
 
 type C = TypeConfig;
 
@@ -92,15 +92,26 @@ pub async fn require_secret(
     next.run(req).await
 }
 
-/// The Raft RPC routes: `/raft/{group}/append`, `/vote`, `/snapshot`, `/transfer-leader`.
-/// Wrap the router with [`require_secret`].
+/// The Raft RPC routes: `/raft/{group}/append`, `/vote`, `/pre-vote`, `/snapshot`,
+/// `/transfer-leader`.
+/// Wrap the router with [`require_secret`]. Bodies are bounded by [`rpc_body_limit`], not
+/// axum's default of 2 MiB, which would refuse a batch holding one large entry, forever.
 pub fn raft_routes(svc: RaftService) -> Router {
     Router::new()
         .route("/raft/{group}/append", post(append))
         .route("/raft/{group}/vote", post(vote))
+        .route("/raft/{group}/pre-vote", post(pre_vote))
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
+        .layer(rpc_body_limit())
         .with_state(svc)
+}
+
+/// The body limit of every buffered node-to-node RPC: [`MAX_RPC_BODY_BYTES`], enough for a
+/// full `AppendEntries` batch of the largest entries and for a forwarded command. The
+/// snapshot route streams its body and is not affected.
+pub fn rpc_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_RPC_BODY_BYTES)
 }
 
 fn reply<T: Serialize>(v: &T) -> Response {
@@ -146,6 +157,18 @@ async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Byte
     }
     match decode(&body) {
         Ok(req) => reply(&svc.raft.vote(req).await),
+        Err(e) => bad(e),
+    }
+}
+
+/// Pre-Vote: whether this node would grant the vote, answered without persisting anything
+/// (openraft's `Raft::pre_vote`; it refuses while this node's leader lease holds).
+async fn pre_vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return *r;
+    }
+    match decode(&body) {
+        Ok(req) => reply(&svc.raft.pre_vote(req).await),
         Err(e) => bad(e),
     }
 }

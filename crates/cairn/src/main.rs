@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod import;
 mod procs;
+mod serve;
 mod start;
 
 use clap::{Parser, Subcommand};

@@ -6,6 +6,7 @@ use anyhow::Context;
 use cairn_node::{Node, NodeConfig};
 
 use crate::config::{write_identity, NodeIdentity, StartArgs};
+use crate::serve::{serve, PUBLIC_LIMITS, RAFT_LIMITS};
 
 /// Resolves once SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
@@ -79,12 +80,20 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         bind_ip: Some(raft_listener.local_addr()?.ip()),
     };
     let node = Node::start(&cfg).await.context("starting the node")?;
-    let internal = axum::serve(raft_listener, node.internal_router())
-        .with_graceful_shutdown(shutdown_signal());
-    let public = axum::serve(http_listener, cairn_api::router(node.clone()))
-        .with_graceful_shutdown(shutdown_signal());
-    let internal = tokio::spawn(async move { internal.await });
-    let public = tokio::spawn(async move { public.await });
+    let internal = serve(
+        raft_listener,
+        node.internal_router(),
+        RAFT_LIMITS,
+        shutdown_signal(),
+    );
+    let public = serve(
+        http_listener,
+        cairn_api::router(node.clone()),
+        PUBLIC_LIMITS,
+        shutdown_signal(),
+    );
+    let internal = tokio::spawn(internal);
+    let public = tokio::spawn(public);
     write_identity(
         &s.data_dir,
         &NodeIdentity {

@@ -1,0 +1,124 @@
+//! Serving a router over HTTP/1.1 with the bounds `axum::serve` does not offer: a header
+//! read timeout (which also closes idle keep-alive connections), a timeout between request
+//! body frames, and a cap on open connections. Without them, half-open or trickling
+//! connections stay open forever and pile up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// How long connections may take and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Longest wait for a request's complete header, idle keep-alive time included; the
+    /// connection is closed when it passes.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body; the request fails when it passes.
+    pub body_idle_timeout: Duration,
+    /// Most connections open at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in flight before dropping them.
+    pub drain_timeout: Duration,
+}
+
+/// For the public API: 30 s for a header (hyper's own default, in effect only with a timer)
+/// and between body chunks.
+pub const PUBLIC_LIMITS: ServeLimits = ServeLimits {
+    header_read_timeout: Duration::from_secs(30),
+    body_idle_timeout: Duration::from_secs(30),
+    max_connections: 2048,
+    drain_timeout: Duration::from_secs(10),
+};
+
+/// For node-to-node RPC: longer than the nodes' own client keeps an idle pooled connection
+/// (30 s, `Node::start`), so that the client always drops an idle connection first and
+/// never sends a request on one the server is closing (whose outcome would be unknown).
+/// Snapshot streams keep flowing, so the body timeout does not bound their total time.
+pub const RAFT_LIMITS: ServeLimits = ServeLimits {
+    header_read_timeout: Duration::from_secs(60),
+    body_idle_timeout: Duration::from_secs(60),
+    max_connections: 512,
+    drain_timeout: Duration::from_secs(10),
+};
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests
+/// in flight finish for up to `limits.drain_timeout`, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connections, so the set only holds open ones.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "too many connections: closing a new one"
+            );
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                // The guard `wait_for` returns is not Send: drop it inside.
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stop_tx.send_replace(true);
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = conns.len(),
+            "shutdown: dropping connections still open"
+        );
+    }
+}
