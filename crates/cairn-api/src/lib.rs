@@ -177,7 +177,7 @@ async fn json_rejections(resp: Response) -> Response {
 }
 
 /// A JSON response, indented when `pretty`.
-pub fn json_response(status: StatusCode, body: &serde_json::Value, pretty: bool) -> Response {
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize, pretty: bool) -> Response {
     let text = if pretty {
         serde_json::to_string_pretty(body)
     } else {

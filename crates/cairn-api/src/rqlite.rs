@@ -37,15 +37,51 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Statement>, ApiErr
     Statement::parse_batch_json(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// rqlite's `{"results": [...], "time": seconds}`, serialized straight from the results.
+#[derive(serde::Serialize)]
+struct ResultsBody<'a> {
+    results: cairn_sql::RenderedAll<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<f64>,
+}
+
 fn results_response(flags: &Flags, results: &[StatementResult], start: Instant) -> Response {
-    let enc = flags.encoding();
-    let mut body = serde_json::json!({
-        "results": results.iter().map(|r| r.to_json(enc)).collect::<Vec<_>>(),
-    });
-    if flags.timings {
-        body["time"] = start.elapsed().as_secs_f64().into();
-    }
+    let body = ResultsBody {
+        results: cairn_sql::RenderedAll(results, flags.encoding()),
+        time: flags.timings.then(|| start.elapsed().as_secs_f64()),
+    };
     json_response(StatusCode::OK, &body, flags.pretty)
+}
+
+/// Header carrying a client's request id: a write retried with the same id applies once
+/// (the state machine remembers ids for `cairn_sql::REQUEST_ID_WINDOW` log entries, per
+/// database) and the retry gets the first attempt's results. The convention of Stripe's and
+/// the IETF httpapi draft's `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Longest request id accepted, in bytes.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request's `Idempotency-Key`, if any.
+///
+/// # Errors
+/// 400 `bad_request` for a key that is empty, longer than 128 bytes or not visible ASCII.
+fn request_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= MAX_REQUEST_ID && k.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_REQUEST_ID} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_string()))
 }
 
 /// When `redirect` is set on a follower, the 301 answer pointing at the leader.
@@ -104,7 +140,13 @@ pub async fn execute(
     }
     let results = state
         .node
-        .execute(&flags.db, stmts, flags.transaction, flags.timeout)
+        .execute_once(
+            &flags.db,
+            stmts,
+            flags.transaction,
+            request_id(&headers)?,
+            flags.timeout,
+        )
         .await?;
     Ok(results_response(&flags, &results, start))
 }
@@ -187,7 +229,13 @@ pub async fn request(
     } else {
         state
             .node
-            .execute(&flags.db, stmts, flags.transaction, flags.timeout)
+            .execute_once(
+                &flags.db,
+                stmts,
+                flags.transaction,
+                request_id(&headers)?,
+                flags.timeout,
+            )
             .await?
     };
     Ok(results_response(&flags, &results, start))

@@ -324,3 +324,50 @@ fn paused_follower_does_not_depose_the_leader() {
     let rows = assert_replicas_identical(&c, "SELECT x FROM t ORDER BY x");
     assert_eq!(rows, json!([[0], [1]]));
 }
+
+/// A client that retries a write after `outcome_unknown` sends the same `Idempotency-Key`:
+/// the write applies once, and the retry (through any node) gets the first answer.
+#[test]
+fn a_retried_write_with_the_same_idempotency_key_applies_once() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader");
+    let f = c.followers().expect("followers")[0];
+    c.execute_ok(
+        leader,
+        &json!(["CREATE TABLE once (id INTEGER PRIMARY KEY, r)"]),
+    )
+    .expect("create");
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("an HTTP client");
+    let post = |node: usize, key: &str| -> (u16, Value) {
+        let r = http
+            .post(format!("{}/db/execute", c.url(node)))
+            .header("Idempotency-Key", key)
+            .json(&json!(["INSERT INTO once (r) VALUES (random())"]))
+            .send()
+            .expect("the node answers");
+        let status = r.status().as_u16();
+        (status, r.json().expect("a JSON body"))
+    };
+    let (s1, first) = post(f, "order-17");
+    assert_eq!(s1, 200, "{first}");
+    assert_eq!(first["results"][0]["rows_affected"], 1, "{first}");
+    let (s2, again) = post(leader, "order-17");
+    assert_eq!(s2, 200, "{again}");
+    assert_eq!(again, first, "the retry gets the first attempt's results");
+    let (s3, other) = post(f, "order-18");
+    assert_eq!(s3, 200, "{other}");
+    assert_eq!(other["results"][0]["last_insert_id"], 2, "{other}");
+    let (s4, bad) = post(leader, "");
+    assert_eq!(s4, 400, "an empty key is refused: {bad}");
+    assert_eq!(bad["code"], "bad_request", "{bad}");
+    let rows = assert_replicas_identical(&c, "SELECT id, r FROM once ORDER BY id");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(2),
+        "two writes, not three: {rows}"
+    );
+}
