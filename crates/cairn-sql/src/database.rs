@@ -209,14 +209,28 @@ impl Db {
         stmts: &[Statement],
         transaction: bool,
     ) -> Result<Ran, LocalFailure> {
-        let mut out = Vec::with_capacity(stmts.len());
+        let mut it = stmts.iter();
+        self.run_each(transaction, |bytes_left| {
+            it.next().map(|s| self.run_one(s, bytes_left))
+        })
+    }
+
+    /// Runs the statements `next` yields (`None`: no more), recording each one's outcome,
+    /// until the end, the first error when `stop_on_error`, or a transaction SQLite ended.
+    fn run_each(
+        &self,
+        stop_on_error: bool,
+        mut next: impl FnMut(&mut usize) -> Option<Result<Outcome, Error>>,
+    ) -> Result<Ran, LocalFailure> {
+        let mut out = Vec::new();
         let mut bytes_left = MAX_RESULT_BYTES;
         let in_transaction = !self.conn.is_autocommit();
-        for s in stmts {
+        loop {
             let start = Instant::now();
-            let outcome = match self.run_one(s, &mut bytes_left) {
-                Ok(o) => o,
-                Err(e) => Outcome::Error(self.classify(e)?),
+            let outcome = match next(&mut bytes_left) {
+                None => break,
+                Some(Ok(o)) => o,
+                Some(Err(e)) => Outcome::Error(self.classify(e)?),
             };
             let failed = matches!(outcome, Outcome::Error(_));
             out.push(StatementResult {
@@ -229,7 +243,7 @@ impl Db {
                     rolled_back: true,
                 });
             }
-            if failed && transaction {
+            if failed && stop_on_error {
                 break;
             }
         }
@@ -252,39 +266,14 @@ impl Db {
     /// # Errors
     /// As [`Db::run_statements`].
     pub(crate) fn run_script(&self, sql: &str) -> Result<Ran, LocalFailure> {
-        let mut out = Vec::new();
-        let mut bytes_left = MAX_RESULT_BYTES;
-        let in_transaction = !self.conn.is_autocommit();
         let mut batch = Batch::new(&self.conn, sql);
-        loop {
-            let start = Instant::now();
+        self.run_each(true, |bytes_left| {
             self.guard.take_denial();
-            let outcome = match batch.next() {
-                Ok(None) => break,
-                Ok(Some(mut stmt)) => match self.run_prepared(&mut stmt, &mut bytes_left) {
-                    Ok(o) => o,
-                    Err(e) => Outcome::Error(self.classify(e)?),
-                },
-                Err(e) => Outcome::Error(self.classify(e.into())?),
-            };
-            let failed = matches!(outcome, Outcome::Error(_));
-            out.push(StatementResult {
-                outcome,
-                time: start.elapsed().as_secs_f64(),
-            });
-            if self.transaction_lost(in_transaction) {
-                return Ok(Ran {
-                    results: out,
-                    rolled_back: true,
-                });
+            match batch.next() {
+                Ok(None) => None,
+                Ok(Some(mut stmt)) => Some(self.run_prepared(&mut stmt, bytes_left)),
+                Err(e) => Some(Err(e.into())),
             }
-            if failed {
-                break;
-            }
-        }
-        Ok(Ran {
-            results: out,
-            rolled_back: false,
         })
     }
 
