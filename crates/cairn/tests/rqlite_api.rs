@@ -529,3 +529,53 @@ fn nodes_entries_have_version_and_check_time() {
         }
     }
 }
+
+/// BLOB parameters given as arrays of byte values (rqlite 8.31 and later), SQLite's error
+/// text passed through unchanged, and a SQL script `/db/load` answered statement by
+/// statement: the details rqlite clients match on.
+#[test]
+fn blob_arrays_error_text_and_script_results_follow_rqlite() {
+    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let f = c.followers().expect("followers")[0];
+    c.execute_ok(
+        f,
+        &json!([
+            "CREATE TABLE bl (id INTEGER PRIMARY KEY, b BLOB)",
+            ["INSERT INTO bl(b) VALUES(?)", [83, 81, 76]],
+        ]),
+    )
+    .expect("a BLOB given as a byte array is accepted");
+    let r = c
+        .query_with(
+            f,
+            &[
+                ("q", "SELECT hex(b), typeof(b) FROM bl"),
+                ("level", "strong"),
+            ],
+        )
+        .expect("read");
+    assert_eq!(r.rows(), json!([["53514C", "blob"]]), "{r}");
+    let r = c
+        .execute(f, &json!([["INSERT INTO bl(b) VALUES(?)", [1, 256]]]))
+        .expect("answer");
+    assert_eq!(r.status, 400, "a byte above 255 is refused: {r}");
+
+    let r = c.execute(f, &json!(["SELEC 1"])).expect("answer");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.result(0)["error"], "near \"SELEC\": syntax error", "{r}");
+    assert_eq!(r.result(0)["code"], "sql_error", "{r}");
+
+    let r = c
+        .post_raw(
+            f,
+            "/db/load",
+            &[],
+            "CREATE TABLE sc (a); INSERT INTO sc VALUES (1); INSERT INTO sc VALUES (2), (3);",
+        )
+        .expect("script");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.results().len(), 3, "one result per statement: {r}");
+    assert_eq!(r.result(1)["last_insert_id"], 1, "{r}");
+    assert_eq!(r.result(2)["rows_affected"], 2, "{r}");
+    assert_eq!(r.result(2)["last_insert_id"], 3, "{r}");
+}
