@@ -132,8 +132,7 @@ pub enum Params {
     Named(BTreeMap<String, Value>),
 }
 
-/// One SQL statement with its parameters, as a client sent it (after the deterministic
-/// rewrite, when it is a write).
+/// One SQL statement with its parameters, exactly as a client sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Statement {
     /// The SQL text: exactly one statement.
