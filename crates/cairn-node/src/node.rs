@@ -38,7 +38,7 @@ pub struct Node {
     pub(crate) http: reqwest::Client,
     pub(crate) secret: String,
     data_dir: PathBuf,
-    contact: Arc<LeaderContact>,
+    pub(crate) contact: Arc<LeaderContact>,
     pub(crate) queue: Queue,
     started: Instant,
 }
