@@ -67,7 +67,7 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        create_internal_tables(&conn)?;
+        create_internal_tables(&conn, true)?;
         let guard = sandbox::secure(&conn, Role::Writer)?;
         let overrides = determinism::install(&conn)?;
         Ok(Db {
@@ -396,9 +396,19 @@ impl Db {
             .map(|c| c.decl_type().map(str::to_ascii_lowercase))
             .collect();
         let n = columns.len();
+        // Every row may be rendered with its column names (rqlite's `associative`), so
+        // they count against the limit once per row too.
+        let names_len: usize = columns.iter().map(|c| c.len() + 8).sum();
         let mut values = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next()? {
+            if names_len > *bytes_left {
+                return Err(Error::ResultTooLarge(format!(
+                    "the rows of this request exceed {MAX_RESULT_BYTES} bytes; \
+                     add a LIMIT or select fewer columns"
+                )));
+            }
+            *bytes_left -= names_len;
             if values.len() >= MAX_ROWS {
                 return Err(Error::ResultTooLarge(format!(
                     "query returns more than {MAX_ROWS} rows; add a LIMIT"
@@ -471,7 +481,10 @@ fn byte_len(v: &Value) -> usize {
     }
 }
 
-fn create_internal_tables(conn: &Connection) -> Result<(), Error> {
+/// Creates Cairn's bookkeeping tables when absent. With `migrate_legacy`, a database
+/// written before they existed has its applied index moved out of `user_version` (never
+/// for a client's upload, whose `user_version` is the client's).
+fn create_internal_tables(conn: &Connection, migrate_legacy: bool) -> Result<(), Error> {
     let exists: bool = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
         [STATE_TABLE],
@@ -495,7 +508,7 @@ fn create_internal_tables(conn: &Connection) -> Result<(), Error> {
     ))?;
     // Databases written before the bookkeeping moved kept the applied index in
     // user_version, which now belongs to the client again.
-    if legacy > 0 {
+    if migrate_legacy && legacy > 0 {
         write_applied(conn, u64::try_from(legacy).unwrap_or(0))?;
         conn.pragma_update(None, "user_version", 0)?;
     }
@@ -533,12 +546,45 @@ pub(crate) fn adopt_file(path: &Path, index: u64) -> Result<(), Error> {
             "not a valid SQLite database: {ok}"
         )));
     }
+    // The upload's own idea of Cairn's tables is not trusted: a Cairn backup carries them
+    // exactly as Cairn creates them; anything else (another shape, an index or a trigger
+    // on them) could make the applied index lie, and is refused.
+    let uploaded = internal_schema(&c)?;
+    if !uploaded.is_empty() {
+        let canonical = {
+            let m = Connection::open_in_memory()?;
+            create_internal_tables(&m, false)?;
+            internal_schema(&m)?
+        };
+        if uploaded != canonical {
+            return Err(Error::BadRequest(format!(
+                "the file holds {INTERNAL_PREFIX}* objects that Cairn did not create"
+            )));
+        }
+    }
     c.pragma_update(None, "journal_mode", "WAL")?;
-    create_internal_tables(&c)?;
+    create_internal_tables(&c, false)?;
+    c.execute_batch(&format!(
+        "DELETE FROM {STATE_TABLE}; DELETE FROM {REQUESTS_TABLE}"
+    ))?;
     write_applied(&c, index)?;
-    c.execute_batch(&format!("DELETE FROM {REQUESTS_TABLE}"))?;
     c.close().map_err(|(_, e)| e)?;
     Ok(())
+}
+
+/// The schema rows of Cairn's bookkeeping objects and of anything attached to them.
+fn internal_schema(c: &Connection) -> Result<Vec<[Option<String>; 4]>, Error> {
+    let pattern = format!("{INTERNAL_PREFIX}%");
+    let mut stmt = c.prepare(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master \
+         WHERE name LIKE ?1 OR tbl_name LIKE ?1 ORDER BY type, name",
+    )?;
+    let rows = stmt
+        .query_map([pattern], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 fn bind(stmt: &mut rusqlite::Statement<'_>, params: &Params) -> Result<(), Error> {
@@ -827,6 +873,84 @@ mod tests {
     }
 
     #[test]
+    fn now_cannot_hide_or_reach_a_stored_expression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = writer(&dir, "a.sqlite");
+        c.begin_entry(
+            3,
+            &EntryContext {
+                time_ms: 1_700_000_000_123,
+                seed: 1,
+                step_budget: 1_000_000,
+            },
+        );
+        let stmts: Vec<Statement> = [
+            "SELECT strftime('%f', 'now' || char(0)), unixepoch(CAST('subsec' AS BLOB)), date(CAST('NOW' AS BLOB))",
+            "SELECT datetime('2000-01-01', CAST('localtime' AS BLOB))",
+            "CREATE TABLE d (id INTEGER PRIMARY KEY, tag)",
+            "CREATE INDEX gi ON d (julianday('now') - id)",
+            "CREATE TABLE g (a, b AS (datetime('now')))",
+        ]
+        .iter()
+        .map(|s| Statement::new(*s))
+        .collect();
+        let r = c.run_statements(&stmts, false).expect("runs").results;
+        assert_eq!(
+            rows(&r[0]),
+            &vec![vec![
+                Value::Text("20.123".into()),
+                Value::Real(1_700_000_000.123),
+                Value::Text("2023-11-14".into())
+            ]],
+            "'now' behind a NUL or in a BLOB is the entry's time"
+        );
+        assert!(
+            r[1].is_error(),
+            "a BLOB 'localtime' is refused too: {:?}",
+            r[1]
+        );
+        assert!(!r[2].is_error(), "{:?}", r[2]);
+        assert!(
+            r[3].is_error(),
+            "no index over the entry's time: {:?}",
+            r[3]
+        );
+        assert!(r[4].is_error(), "no generated column over it: {:?}", r[4]);
+    }
+
+    #[test]
+    fn an_upload_cannot_bring_its_own_bookkeeping() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let evil = dir.path().join("evil.sqlite");
+        {
+            let c = Connection::open(&evil).expect("open");
+            c.execute_batch(
+                "PRAGMA writable_schema = ON;
+                 CREATE TABLE sqlite_cairn (k, v ANY NOT NULL);
+                 INSERT INTO sqlite_cairn VALUES (1, 9000000000000000000);
+                 PRAGMA writable_schema = OFF;
+                 CREATE TABLE victim (a);",
+            )
+            .expect("build the upload");
+        }
+        assert!(matches!(adopt_file(&evil, 5), Err(Error::BadRequest(_))));
+
+        let good = dir.path().join("good.sqlite");
+        {
+            let c = writer(&dir, "good.sqlite");
+            c.set_applied_index(9_000).expect("index");
+            c.exec("CREATE TABLE t (a)").expect("table");
+        }
+        adopt_file(&good, 5).expect("a Cairn backup is adopted");
+        let c = Db::open_writer(&good).expect("open");
+        assert_eq!(
+            c.applied_index().expect("index"),
+            5,
+            "the upload's index is replaced"
+        );
+    }
+
+    #[test]
     fn work_is_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = writer(&dir, "a.sqlite");
@@ -858,6 +982,16 @@ mod tests {
 
         let r = run(&c, &["SELECT zeroblob(1000000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100) SELECT x FROM c)"]);
         assert_eq!(code(&r[0]), Some(ErrorCode::ResultTooLarge));
+        let long = format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 20000) SELECT x AS \"{}\" FROM c",
+            "n".repeat(10_000)
+        );
+        let r = run(&c, &[long.as_str()]);
+        assert_eq!(
+            code(&r[0]),
+            Some(ErrorCode::ResultTooLarge),
+            "column names count per row"
+        );
         let r = run(&c, &["SELEC 1"]);
         assert_eq!(
             r[0].err().map(|e| e.message.as_str()),

@@ -117,18 +117,34 @@ enum TimeArgs {
     Both,
 }
 
+/// The text SQLite's date functions see in `v`: a TEXT or a BLOB read as text, up to its
+/// first NUL, without surrounding spaces, lower-cased. Matching on this (and not on exact
+/// TEXT) is what keeps `'now'` from hiding in a BLOB or behind a NUL.
+fn date_text(v: &ValueRef<'_>) -> Option<String> {
+    let bytes = match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) => *t,
+        _ => return None,
+    };
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    Some(
+        String::from_utf8_lossy(&bytes[..end])
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 fn is_now(v: &ValueRef<'_>) -> bool {
-    matches!(v, ValueRef::Text(t) if t.eq_ignore_ascii_case(b"now"))
+    date_text(v).is_some_and(|t| t == "now")
 }
 
 /// `'subsec'` (or `'subsecond'`) as the time value means "now, with milliseconds"
 /// (<https://sqlite.org/lang_datefunc.html>).
 fn is_subsec_now(v: &ValueRef<'_>) -> bool {
-    matches!(v, ValueRef::Text(t) if t.eq_ignore_ascii_case(b"subsec") || t.eq_ignore_ascii_case(b"subsecond"))
+    date_text(v).is_some_and(|t| t == "subsec" || t == "subsecond")
 }
 
 fn is_zone_modifier(v: &ValueRef<'_>) -> bool {
-    matches!(v, ValueRef::Text(t) if t.eq_ignore_ascii_case(b"localtime") || t.eq_ignore_ascii_case(b"utc"))
+    date_text(v).is_some_and(|t| t.starts_with("localtime") || t.starts_with("utc"))
 }
 
 /// Installs the overrides on `conn` (a writer).
@@ -140,10 +156,11 @@ pub(crate) fn install(conn: &Connection) -> Result<Overrides, Error> {
         julian_day: julian_day(0),
         rng: rng_for(0, EntryContext::default()),
     }));
+    // Not SQLITE_DETERMINISTIC: SQLite then refuses them where a value must never change
+    // (index expressions, CHECK constraints, generated columns), as it refuses its own
+    // date functions with 'now' there. Marked deterministic, an index over `'now'` would be
+    // computed with one entry's time and looked up with another's: a corrupt index.
     let volatile = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS;
-    // Deterministic within one statement (SQLite may evaluate them once), which is what
-    // SQLite's own date functions are; this also lets them appear in index expressions.
-    let stable = volatile | FunctionFlags::SQLITE_DETERMINISTIC;
 
     let s = state.clone();
     conn.create_scalar_function("random", 0, volatile, move |_| {
@@ -180,7 +197,7 @@ pub(crate) fn install(conn: &Connection) -> Result<Overrides, Error> {
         ("timediff", TimeArgs::Both),
     ] {
         let (s, h) = (state.clone(), helper.clone());
-        conn.create_scalar_function(name, -1, stable, move |ctx| {
+        conn.create_scalar_function(name, -1, volatile, move |ctx| {
             date_call(&h, name, args, lock(&s).julian_day, ctx)
         })?;
     }
@@ -190,7 +207,7 @@ pub(crate) fn install(conn: &Connection) -> Result<Overrides, Error> {
         ("current_timestamp", "datetime"),
     ] {
         let (s, h) = (state.clone(), helper.clone());
-        conn.create_scalar_function(name, 0, stable, move |_| {
+        conn.create_scalar_function(name, 0, volatile, move |_| {
             let now = lock(&s).julian_day;
             let h = lock(&h);
             let mut stmt = h.prepare_cached(&format!("SELECT {builtin}(?1)"))?;
