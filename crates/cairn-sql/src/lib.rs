@@ -7,6 +7,7 @@ mod condition;
 pub mod crash;
 mod database;
 mod determinism;
+mod linear;
 mod result;
 mod sandbox;
 mod store;

@@ -342,5 +342,6 @@ pub(crate) fn secure(conn: &Connection, role: Role) -> Result<Arc<Guard>, Error>
     conn.authorizer(Some(move |ctx: AuthContext<'_>| g.authorize(&ctx)));
     let g = guard.clone();
     conn.progress_handler(PROGRESS_STEPS, Some(move || g.progress()));
+    crate::linear::install(conn)?;
     Ok(guard)
 }
