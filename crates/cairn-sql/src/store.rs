@@ -865,6 +865,15 @@ mod tests {
     use super::*;
     use crate::result::Outcome;
 
+    /// The first value of the first row `sql` returns on `db`.
+    fn first_value(s: &Store, db: &str, sql: &str) -> crate::Value {
+        let r = s.query(db, &stmts(&[sql]), None).expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows: {r:?}")
+        };
+        rows.values[0][0].clone()
+    }
+
     const CTX: EntryContext = EntryContext {
         time_ms: 0,
         seed: 0,
@@ -908,13 +917,10 @@ mod tests {
             )
             .expect("replay");
         assert!(again.is_empty());
-        let r = s
-            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
-            .expect("query");
-        let Outcome::Rows(rows) = &r[0].outcome else {
-            panic!("rows")
-        };
-        assert_eq!(rows.values[0][0], crate::Value::Integer(1));
+        assert_eq!(
+            first_value(&s, "main", "SELECT count(*) FROM t"),
+            crate::Value::Integer(1)
+        );
     }
 
     #[test]
@@ -978,13 +984,10 @@ mod tests {
             .expect("apply");
         assert!(r[1].is_error());
         assert_eq!(s.applied_index("main").expect("index"), 2);
-        let r = s
-            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
-            .expect("query");
-        let Outcome::Rows(rows) = &r[0].outcome else {
-            panic!("rows")
-        };
-        assert_eq!(rows.values[0][0], crate::Value::Integer(0));
+        assert_eq!(
+            first_value(&s, "main", "SELECT count(*) FROM t"),
+            crate::Value::Integer(0)
+        );
     }
 
     #[test]
@@ -1114,13 +1117,10 @@ mod tests {
         assert_eq!(first, again, "the retry gets the first answer");
         s.apply_execute(4, &CTX, "main", &ins, false, Some("req-2"))
             .expect("apply");
-        let r = s
-            .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
-            .expect("query");
-        let Outcome::Rows(rows) = &r[0].outcome else {
-            panic!("rows")
-        };
-        assert_eq!(rows.values[0][0], crate::Value::Integer(2));
+        assert_eq!(
+            first_value(&s, "main", "SELECT count(*) FROM t"),
+            crate::Value::Integer(2)
+        );
     }
 
     #[test]
@@ -1153,13 +1153,10 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(StatementResult::is_error), "{r:?}");
         assert_eq!(s.applied_index("main").expect("index"), 2);
-        let r = s
-            .query("main", &stmts(&["SELECT group_concat(a) FROM t"]), None)
-            .expect("query");
-        let Outcome::Rows(rows) = &r[0].outcome else {
-            panic!("rows")
-        };
-        assert_eq!(rows.values[0][0], crate::Value::Text("1".into()));
+        assert_eq!(
+            first_value(&s, "main", "SELECT group_concat(a) FROM t"),
+            crate::Value::Text("1".into())
+        );
         s.apply_execute(
             3,
             &CTX,
