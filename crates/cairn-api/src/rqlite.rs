@@ -62,6 +62,20 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Longest request id accepted, in bytes.
 const MAX_REQUEST_ID: usize = 128;
 
+/// Runs `stmts` as a write through the leader, with the request's `Idempotency-Key`.
+async fn write(
+    state: &AppState,
+    flags: &Flags,
+    headers: &HeaderMap,
+    stmts: Vec<Statement>,
+) -> Result<Vec<StatementResult>, ApiError> {
+    let id = request_id(headers)?;
+    Ok(state
+        .node
+        .execute_once(&flags.db, stmts, flags.transaction, id, flags.timeout)
+        .await?)
+}
+
 /// The request's `Idempotency-Key`, if any.
 ///
 /// # Errors
@@ -138,16 +152,7 @@ pub async fn execute(
     if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
         return Ok(r);
     }
-    let results = state
-        .node
-        .execute_once(
-            &flags.db,
-            stmts,
-            flags.transaction,
-            request_id(&headers)?,
-            flags.timeout,
-        )
-        .await?;
+    let results = write(&state, &flags, &headers, stmts).await?;
     Ok(results_response(&flags, &results, start))
 }
 
@@ -227,16 +232,7 @@ pub async fn request(
             )
             .await?
     } else {
-        state
-            .node
-            .execute_once(
-                &flags.db,
-                stmts,
-                flags.transaction,
-                request_id(&headers)?,
-                flags.timeout,
-            )
-            .await?
+        write(&state, &flags, &headers, stmts).await?
     };
     Ok(results_response(&flags, &results, start))
 }
