@@ -19,11 +19,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cluster::{ClusterOptions, TestCluster};
+use crate::client::Cluster;
 use crate::history::{Completion, Invocation, OpRecord, Outcome};
 use crate::http::Level;
 use crate::linearizability::{check_registers, KeyVerdict, Limits, Verdict};
 use crate::nemesis::{FaultKind, Nemesis, NemesisOptions};
+use crate::process_cluster::{ClusterOptions, ProcessCluster};
 use crate::proxy::ProxyStats;
 use crate::wait::{try_wait_for, wait_for};
 use crate::workload::{check_bank, create_tables, BankCheck, RunUntil, Workload, WorkloadOptions};
@@ -247,7 +248,7 @@ pub fn run_faults(bin: impl AsRef<Path>, opts: &FaultRunOptions) -> Result<Fault
         "fault run: seed {}, {} nodes, faults for {:?}",
         opts.seed, opts.nodes, opts.duration
     );
-    let mut c = TestCluster::start_with(
+    let mut c = ProcessCluster::start_with(
         bin,
         ClusterOptions {
             nodes: opts.nodes,
@@ -525,7 +526,7 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
 
 /// Copies the report and every node's log to `dir/<name>-<unix time>.json` and
 /// `...-node-<id>.log`; returns the report's path.
-fn save(c: &TestCluster, report: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+fn save(c: &ProcessCluster, report: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -546,7 +547,7 @@ fn save(c: &TestCluster, report: &Path, dir: &Path, name: &str) -> Result<PathBu
 /// Waits until every node has applied what the leader committed, then until the workloads'
 /// tables read the same on every node (locally, `level=none`), for up to
 /// [`CATCH_UP_TIMEOUT`]. `Some(description)` when replicas still differ then.
-fn replicas_agree(c: &TestCluster) -> Result<Option<String>> {
+fn replicas_agree(c: &ProcessCluster) -> Result<Option<String>> {
     c.wait_all_applied()?;
     // Ok(Ok(())): equal; Ok(Err(diff)): different; Err(e): a node did not answer.
     let compare = || -> Result<std::result::Result<(), String>> {

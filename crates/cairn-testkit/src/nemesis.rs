@@ -1,4 +1,4 @@
-//! The nemesis: faults injected into a [`TestCluster`] on a random schedule drawn from a
+//! The nemesis: faults injected into a [`ProcessCluster`] on a random schedule drawn from a
 //! seed, one at a time: a node is killed (SIGKILL) and later restarted on its data
 //! directory, paused (SIGSTOP) and later resumed (SIGCONT), or the network is cut between
 //! nodes through the cluster's [`ProxyNet`] and later healed.
@@ -21,8 +21,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cluster::TestCluster;
+use crate::client::Cluster;
 use crate::demo::descendants;
+use crate::process_cluster::ProcessCluster;
 use crate::proxy::{CutMode, ProxyNet};
 
 /// Most faults one [`Nemesis::run`] injects, whatever its duration.
@@ -223,7 +224,7 @@ impl Nemesis {
     /// # Errors
     /// When a fault cannot be injected or healed (e.g. a restarted node is not ready within
     /// [`crate::START_TIMEOUT`]). The fault in force, if any, stays for [`Self::heal`].
-    pub fn run(&mut self, c: &mut TestCluster, until: Instant) -> Result<()> {
+    pub fn run(&mut self, c: &mut ProcessCluster, until: Instant) -> Result<()> {
         for _ in 0..MAX_FAULTS {
             let gap = self.draw(self.opts.gap_length);
             sleep_until(until, gap);
@@ -243,7 +244,7 @@ impl Nemesis {
     ///
     /// # Errors
     /// When a node cannot be restarted or resumed, or is not ready in time.
-    pub fn heal(&mut self, c: &mut TestCluster) -> Result<()> {
+    pub fn heal(&mut self, c: &mut ProcessCluster) -> Result<()> {
         let Some((kind, active)) = self.active.take() else {
             return Ok(());
         };
@@ -270,7 +271,7 @@ impl Nemesis {
 
     /// The node to hit: the leader half of the time (when one is found quickly), else a
     /// random running node. Returns the index and a note for the log.
-    fn target(&mut self, c: &TestCluster) -> Result<(usize, &'static str)> {
+    fn target(&mut self, c: &ProcessCluster) -> Result<(usize, &'static str)> {
         let running = c.running();
         if running.is_empty() {
             bail!("no node is running");
@@ -292,7 +293,7 @@ impl Nemesis {
         }
     }
 
-    fn inject(&mut self, c: &mut TestCluster) -> Result<()> {
+    fn inject(&mut self, c: &mut ProcessCluster) -> Result<()> {
         if self.round.is_empty() {
             self.round = self.opts.kinds.clone();
             self.round.shuffle(&mut self.rng);
@@ -401,7 +402,7 @@ fn resume(pid: u32) -> Result<()> {
 ///
 /// # Errors
 /// When no such process runs.
-pub fn node_pid(c: &TestCluster, i: usize) -> Result<u32> {
+pub fn node_pid(c: &ProcessCluster, i: usize) -> Result<u32> {
     let data_dir = c.data_dir(i).display().to_string();
     for pid in descendants(std::process::id()) {
         let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cluster::TestCluster;
+use crate::client::Cluster;
 use crate::wait::try_wait_for;
 
 /// How long [`assert_replicas_identical`] waits for the replicas to agree: each node must
@@ -157,7 +157,7 @@ fn quote_ident(name: &str) -> String {
 
 /// Runs one read at level `none` on node `i` in database `db` and returns its first
 /// result; an error unless the reply is clean.
-fn read_local(c: &TestCluster, i: usize, db: &str, sql: &str) -> Result<Value> {
+fn read_local<C: Cluster + ?Sized>(c: &C, i: usize, db: &str, sql: &str) -> Result<Value> {
     let r = c.query_with(i, &[("q", sql), ("level", "none"), ("db", db)])?;
     if !r.is_clean() {
         bail!("{sql:?} at level none on node {}: {r}", c.id(i));
@@ -167,7 +167,7 @@ fn read_local(c: &TestCluster, i: usize, db: &str, sql: &str) -> Result<Value> {
 
 /// Reads every user table of database `db` on node `i` at level `none`; see
 /// [`ReplicaContents`] for what is read. An error when a read fails.
-pub fn replica_contents(c: &TestCluster, i: usize, db: &str) -> Result<ReplicaContents> {
+pub fn replica_contents<C: Cluster + ?Sized>(c: &C, i: usize, db: &str) -> Result<ReplicaContents> {
     let values = |v: &Value| v.get("values").cloned().unwrap_or(Value::Array(Vec::new()));
     let user_version = values(&read_local(c, i, db, "PRAGMA user_version")?);
     let schema_sql = "SELECT type, name, tbl_name, sql FROM sqlite_master \
@@ -210,11 +210,11 @@ pub fn replica_contents(c: &TestCluster, i: usize, db: &str) -> Result<ReplicaCo
 }
 
 /// Waits until every running node has applied the leader's commit index (see
-/// [`TestCluster::wait_all_applied`]) and then, up to `timeout`, until every running node
+/// [`Cluster::wait_all_applied`]) and then, up to `timeout`, until every running node
 /// holds the same data in database `db` as the leader. Returns the contents per running
 /// node (the leader's first). The error names the nodes and shows the last diff.
-pub fn check_replicas_identical(
-    c: &TestCluster,
+pub fn check_replicas_identical<C: Cluster + ?Sized>(
+    c: &C,
     db: &str,
     timeout: Duration,
 ) -> Result<Vec<ReplicaContents>> {
@@ -253,7 +253,7 @@ pub fn check_replicas_identical(
 ///
 /// # Panics
 /// When the replicas differ, a node does not catch up, or a read fails.
-pub fn assert_replicas_identical(c: &TestCluster, db: &str) -> Vec<ReplicaContents> {
+pub fn assert_replicas_identical<C: Cluster + ?Sized>(c: &C, db: &str) -> Vec<ReplicaContents> {
     match check_replicas_identical(c, db, REPLICA_TIMEOUT) {
         Ok(all) => all,
         Err(e) => panic!("replicas of database {db:?} are not identical: {e:#}"),

@@ -38,7 +38,7 @@ use reqwest::redirect::Policy;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cluster::TestCluster;
+use crate::client::Cluster;
 use crate::history::{Completion, History, Invocation, OpRecord, Outcome};
 use crate::http::{HttpClient, Level};
 use crate::wait::wait_for;
@@ -120,7 +120,7 @@ impl WorkloadOptions {
 ///
 /// # Errors
 /// When the cluster does not accept the statements in time.
-pub fn create_tables(c: &TestCluster, via: usize, opts: &WorkloadOptions) -> Result<()> {
+pub fn create_tables<C: Cluster + ?Sized>(c: &C, via: usize, opts: &WorkloadOptions) -> Result<()> {
     let mut stmts = vec![json!(CREATE_REGISTERS), json!(CREATE_ACCOUNTS)];
     for id in 1..=opts.accounts {
         stmts.push(json!([

@@ -5,7 +5,6 @@ mod config;
 mod demo;
 mod import;
 mod procs;
-mod serve;
 mod start;
 
 use clap::{Parser, Subcommand};

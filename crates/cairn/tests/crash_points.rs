@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cairn_testkit::{
-    assert_replicas_identical, wait_for, ClusterOptions, TestCluster, CATCH_UP_TIMEOUT,
+    assert_replicas_identical, wait_for, Cluster, ClusterOptions, ProcessCluster, CATCH_UP_TIMEOUT,
 };
 use serde_json::json;
 
@@ -22,7 +22,7 @@ const CRASH_TIMEOUT: Duration = CATCH_UP_TIMEOUT;
 
 /// Waits for node `f`, started with `CAIRN_CRASH_AT=point`, to exit; fails at once when
 /// it applies `target` without having crashed (the point was never reached).
-fn wait_crash(c: &mut TestCluster, f: usize, point: &str, target: u64) {
+fn wait_crash(c: &mut ProcessCluster, f: usize, point: &str, target: u64) {
     let status = c
         .wait_exit(f, CRASH_TIMEOUT, |c| {
             c.raft_status(f)
@@ -48,7 +48,7 @@ fn row_count(all: &[cairn_testkit::ReplicaContents]) -> usize {
 
 #[test]
 fn a_crash_at_each_step_of_a_snapshot_install_recovers_to_a_committed_index() {
-    let mut c = TestCluster::start_with(
+    let mut c = ProcessCluster::start_with(
         BIN,
         ClusterOptions {
             nodes: 3,
@@ -110,7 +110,7 @@ fn a_crash_at_each_step_of_a_snapshot_install_recovers_to_a_committed_index() {
 
 #[test]
 fn a_crash_at_each_step_of_a_load_recovers_to_a_committed_index() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let l = c.leader().expect("a leader");
     c.execute_ok(
         l,

@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cairn_testkit::{check_replicas_identical, find_files, Level, TestCluster, REPLICA_TIMEOUT};
+use cairn_testkit::{
+    check_replicas_identical, find_files, Cluster, Level, ProcessCluster, REPLICA_TIMEOUT,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -299,7 +301,7 @@ impl Outcomes {
 }
 
 /// Brings node `i` down: SIGKILL or SIGTERM.
-fn take_down(c: &mut TestCluster, i: usize, kill: bool) -> Result<(), String> {
+fn take_down(c: &mut ProcessCluster, i: usize, kill: bool) -> Result<(), String> {
     if kill {
         c.kill(i).map_err(|e| format!("{e:#}"))
     } else {
@@ -307,7 +309,7 @@ fn take_down(c: &mut TestCluster, i: usize, kill: bool) -> Result<(), String> {
     }
 }
 
-fn bring_up(c: &mut TestCluster, i: usize) -> Result<(), String> {
+fn bring_up(c: &mut ProcessCluster, i: usize) -> Result<(), String> {
     c.restart(i).map_err(|e| format!("{e:#}"))?;
     c.wait_ready(i)
         .map_err(|e| format!("node {} does not restart: {e:#}", c.id(i)))
@@ -361,7 +363,7 @@ fn replicas_stay_identical_under_hostile_sql_and_restarts() {
         dir: fuzz_dir.path().to_path_buf(),
         paths: Vec::new(),
     };
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let l = c.leader().expect("a leader");
     c.execute_ok(l, &json!(SETUP)).expect("setup");
 

@@ -1,7 +1,7 @@
 //! Failures: the leader dies, the whole cluster dies, a node loses its quorum. Nothing
 //! acknowledged is lost, and the cluster serves again once a quorum is back.
 
-use cairn_testkit::{wait_for, wait_until, Level, TestCluster, LEADER_TIMEOUT};
+use cairn_testkit::{wait_for, wait_until, Cluster, Level, ProcessCluster, LEADER_TIMEOUT};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -20,7 +20,7 @@ fn rows_for(ids: impl IntoIterator<Item = u64>) -> Value {
 /// Inserts row `id` through node `via`, retrying until the cluster accepts it or
 /// [`LEADER_TIMEOUT`] passes (an election may be under way). `INSERT OR IGNORE` keeps the
 /// retry idempotent when an attempt committed but its answer was lost.
-fn insert_with_retry(c: &TestCluster, via: usize, id: u64) {
+fn insert_with_retry(c: &ProcessCluster, via: usize, id: u64) {
     let stmt = json!([[
         "INSERT OR IGNORE INTO t(id, v) VALUES(?, ?)",
         id,
@@ -40,7 +40,7 @@ fn insert_with_retry(c: &TestCluster, via: usize, id: u64) {
 
 #[test]
 fn writes_resume_after_the_leader_is_killed_and_it_rejoins_as_a_follower() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let old = c.leader().expect("a leader is elected");
     let old_term = c.raft_status(old).expect("status").term;
     c.execute_ok(old, &json!([CREATE_T])).expect("create");
@@ -97,7 +97,7 @@ fn writes_resume_after_the_leader_is_killed_and_it_rejoins_as_a_follower() {
 
 #[test]
 fn a_cluster_killed_entirely_restarts_with_its_data() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     c.execute_ok(leader, &json!([CREATE_T])).expect("create");
     for batch in 0..4u64 {
@@ -149,7 +149,7 @@ fn a_cluster_killed_entirely_restarts_with_its_data() {
 
 #[test]
 fn a_node_cut_off_from_the_quorum_refuses_writes_and_stale_reads() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     c.execute_ok(
         leader,

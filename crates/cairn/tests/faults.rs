@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_testkit::{
-    run_faults, wait_for, ClusterOptions, CutMode, FaultRunOptions, TestCluster, LEADER_TIMEOUT,
+    run_faults, wait_for, Cluster, ClusterOptions, CutMode, FaultRunOptions, ProcessCluster,
+    LEADER_TIMEOUT,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -87,7 +88,7 @@ fn run(name: &str, opts: FaultRunOptions) {
 /// really partitions it (if it did not, the schedules below would test nothing).
 #[test]
 fn a_leader_isolated_by_its_proxies_is_replaced_and_serves_no_linearizable_read() {
-    let c = TestCluster::start_with(
+    let c = ProcessCluster::start_with(
         BIN,
         ClusterOptions {
             raft_proxies: true,

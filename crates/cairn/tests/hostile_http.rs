@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use cairn_testkit::{node_pid, wait_until, Level, TestCluster};
+use cairn_testkit::{node_pid, wait_until, Cluster, Level, ProcessCluster};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Waits until every replica has applied the leader's commit index, then asserts that
 /// `sql` (read at level `none`) returns the same rows on each of them; returns those rows.
-fn assert_replicas_identical(c: &TestCluster, sql: &str) -> Value {
+fn assert_replicas_identical(c: &ProcessCluster, sql: &str) -> Value {
     c.wait_all_applied().expect("every replica catches up");
     let mut first: Option<Value> = None;
     for i in c.running() {
@@ -33,7 +33,7 @@ fn assert_replicas_identical(c: &TestCluster, sql: &str) -> Value {
     first.unwrap_or(Value::Null)
 }
 
-fn signal(c: &TestCluster, i: usize, sig: Signal) {
+fn signal(c: &ProcessCluster, i: usize, sig: Signal) {
     let pid = node_pid(c, i).expect("the node's process");
     let pid = Pid::from_raw(i32::try_from(pid).expect("a pid fits i32"));
     kill(pid, sig).expect("signal the node");
@@ -44,7 +44,7 @@ fn signal(c: &TestCluster, i: usize, sig: Signal) {
 /// refused with 413 `entry_too_large` before it takes a log index, and replication goes on.
 #[test]
 fn large_entries_replicate_and_oversized_ones_are_refused() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(
@@ -90,7 +90,7 @@ fn large_entries_replicate_and_oversized_ones_are_refused() {
 /// ones answer 400 `bad_request`, and the node keeps serving.
 #[test]
 fn absurd_durations_do_not_panic() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(leader, &json!(["CREATE TABLE t (x)"]))
@@ -133,7 +133,7 @@ fn absurd_durations_do_not_panic() {
 /// server closes them after its header read timeout (30 s), and serves others meanwhile.
 #[test]
 fn half_open_connections_are_closed() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let mut socks = Vec::new();
     for port in [c.http_addr(leader), c.raft_addr(leader)] {
@@ -180,7 +180,7 @@ fn half_open_connections_are_closed() {
 /// leader has is accepted on a follower even before its replica has it.
 #[test]
 fn queued_writes_to_unknown_databases_are_refused() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     for i in c.running() {
         let r = c
@@ -233,7 +233,7 @@ fn queued_writes_to_unknown_databases_are_refused() {
 /// is reported as `not_applied` or `no_leader`, and was indeed not applied.
 #[test]
 fn forwarded_write_outcomes_are_honest() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     c.execute_ok(leader, &json!(["CREATE TABLE t (x)"]))
         .expect("setup");
@@ -284,7 +284,7 @@ fn forwarded_write_outcomes_are_honest() {
 /// holds, and rejoins as a follower: same leader, same term.
 #[test]
 fn paused_follower_does_not_depose_the_leader() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     c.execute_ok(leader, &json!(["CREATE TABLE t (x)"]))
         .expect("setup");
@@ -329,7 +329,7 @@ fn paused_follower_does_not_depose_the_leader() {
 /// the write applies once, and the retry (through any node) gets the first answer.
 #[test]
 fn a_retried_write_with_the_same_idempotency_key_applies_once() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(

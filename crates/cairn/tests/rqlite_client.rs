@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use cairn_testkit::TestCluster;
+use cairn_testkit::{Cluster, ProcessCluster};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -31,7 +31,7 @@ print(json.dumps(out))
 
 #[test]
 fn pyrqlite_works_unchanged_through_a_follower() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
     let f = c.followers().expect("followers")[0];
     let port = c.http_addr(f).port().to_string();
     let out = Command::new("python3")

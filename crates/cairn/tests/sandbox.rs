@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cairn_testkit::{assert_replicas_identical, find_files, HttpClient, Level, Reply, TestCluster};
+use cairn_testkit::{
+    assert_replicas_identical, find_files, Cluster, HttpClient, Level, ProcessCluster, Reply,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -18,12 +20,12 @@ const CREATE_T: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)";
 const ENDLESS: &str =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
 
-fn start() -> TestCluster {
-    TestCluster::start(BIN, 3).expect("a 3-node cluster starts")
+fn start() -> ProcessCluster {
+    ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts")
 }
 
 /// A cluster with table `t` holding two rows, on every node.
-fn start_with_t() -> TestCluster {
+fn start_with_t() -> ProcessCluster {
     let c = start();
     let l = c.leader().expect("a leader");
     c.execute_ok(
@@ -41,7 +43,7 @@ fn start_with_t() -> TestCluster {
 
 /// The leader first, then the followers: tests send each hostile form to a different
 /// node, so that both the leader's and a forwarding follower's path are covered.
-fn nodes(c: &TestCluster) -> Vec<usize> {
+fn nodes(c: &ProcessCluster) -> Vec<usize> {
     let l = c.leader().expect("a leader");
     let mut v = vec![l];
     v.extend(c.followers().expect("followers"));
@@ -74,7 +76,7 @@ fn assert_slot_code(r: &Reply, slot: usize, codes: &[&str], what: &str) {
 /// Asserts that neither `path` nor any file of its name under the cluster directory
 /// exists.
 #[track_caller]
-fn assert_no_file(c: &TestCluster, path: &Path, what: &str) {
+fn assert_no_file(c: &ProcessCluster, path: &Path, what: &str) {
     assert!(
         !path.exists(),
         "{what}: the statement created {}",
@@ -89,7 +91,7 @@ fn assert_no_file(c: &TestCluster, path: &Path, what: &str) {
 }
 
 /// The data of the leader's replica, once every replica holds the same.
-fn contents(c: &TestCluster) -> cairn_testkit::ReplicaContents {
+fn contents(c: &ProcessCluster) -> cairn_testkit::ReplicaContents {
     assert_replicas_identical(c, "main").remove(0)
 }
 
@@ -97,7 +99,7 @@ fn contents(c: &TestCluster) -> cairn_testkit::ReplicaContents {
 /// those of `before`. `user_version` is left out: the old code keeps its applied index
 /// there (so it changes with every write), and item 2 has its own test.
 #[track_caller]
-fn assert_unchanged(c: &TestCluster, before: &cairn_testkit::ReplicaContents, what: &str) {
+fn assert_unchanged(c: &ProcessCluster, before: &cairn_testkit::ReplicaContents, what: &str) {
     let mut after = contents(c);
     after.user_version = before.user_version.clone();
     if let Some(d) = after.diff_as(before, "after", "before") {
@@ -476,7 +478,7 @@ fn connection_state_pragmas_and_temp_objects_are_refused() {
 
 /// The live `main.sqlite` of node `i`: under its state machine directory, the most
 /// recently modified one if the layout keeps several (say, generations).
-fn live_main_db(c: &TestCluster, i: usize) -> PathBuf {
+fn live_main_db(c: &ProcessCluster, i: usize) -> PathBuf {
     let mut found: Vec<PathBuf> = find_files(c.data_dir(i), "main.sqlite")
         .into_iter()
         .filter(|p| p.components().any(|x| x.as_os_str() == "sm"))
@@ -538,7 +540,7 @@ fn a_follower_whose_database_is_locked_stalls_and_catches_up_exactly() {
     );
     assert!(acked.len() > 5, "some writes were made while locked");
 
-    let check = |c: &TestCluster, when: &str| {
+    let check = |c: &ProcessCluster, when: &str| {
         let all = assert_replicas_identical(c, "main");
         let rows = all[0].tables["t"]["rows"].clone();
         let got: Vec<i64> = rows

@@ -2,7 +2,7 @@
 //! snapshotted and purged its log catches up from the snapshot, and a cluster restarts
 //! from snapshot plus log.
 
-use cairn_testkit::{wait_for, ClusterOptions, Level, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, ClusterOptions, Level, ProcessCluster, CATCH_UP_TIMEOUT};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -12,7 +12,7 @@ const ROWS: u64 = 200;
 
 #[test]
 fn a_node_stopped_during_log_compaction_catches_up_from_a_snapshot() {
-    let mut c = TestCluster::start_with(
+    let mut c = ProcessCluster::start_with(
         BIN,
         ClusterOptions {
             nodes: 3,

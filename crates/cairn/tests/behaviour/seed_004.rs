@@ -5,10 +5,8 @@
 //! conditions that try to smuggle SQL in (refused, table intact), `/delete-table`,
 //! `/drop-db` (the leader only), `/metadata`, `/health` and `/security-check`.
 
-use cairn_testkit::{wait_for, Reply, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, Reply, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// The students' rows as `(student_id, name, grade)`, in id order.
 fn students(r: &Reply) -> Vec<(i64, String, String)> {
@@ -66,7 +64,7 @@ fn every_replica_has(c: &TestCluster, want: &[(i64, String, String)], what: &str
 
 #[test]
 fn seed_004_quick_start_and_api_on_every_node() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let followers = c.followers().expect("followers");
     let (f1, f2) = (followers[0], followers[1]);

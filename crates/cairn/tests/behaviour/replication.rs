@@ -1,16 +1,14 @@
 //! Replication: what a client writes through any node is on every node, and reads at
 //! every consistency level see it.
 
-use cairn_testkit::{Level, TestCluster};
+use cairn_testkit::{Cluster, Level, TestCluster};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 const CREATE_FOO: &str = "CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)";
 
 #[test]
 fn writes_on_the_leader_reach_every_node() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
 
     let r = c
@@ -69,7 +67,7 @@ fn writes_on_the_leader_reach_every_node() {
 
 #[test]
 fn followers_forward_writes_and_serve_every_consistency_level() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let followers = c.followers().expect("a leader is elected");
     let (f, g) = (followers[0], followers[1]);
 
@@ -160,7 +158,7 @@ fn followers_forward_writes_and_serve_every_consistency_level() {
 
 #[test]
 fn redirect_sends_clients_to_the_leader() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(

@@ -2,14 +2,12 @@
 //! their statement's slot, transactions that roll back, and an internal RPC that needs
 //! the cluster secret.
 
-use cairn_testkit::{Level, TestCluster};
+use cairn_testkit::{Cluster, Level, TestCluster};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 #[test]
 fn malformed_requests_get_400_and_unknown_databases_404() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     c.execute_ok(c.leader().expect("leader"), &json!(["CREATE TABLE t (x)"]))
         .expect("setup");
     // The same answers on the leader and on followers: errors are not forwarded away.
@@ -59,7 +57,7 @@ fn malformed_requests_get_400_and_unknown_databases_404() {
 
 #[test]
 fn sql_errors_are_reported_per_statement_and_transactions_roll_back() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
 
@@ -165,7 +163,7 @@ fn sql_errors_are_reported_per_statement_and_transactions_roll_back() {
 
 #[test]
 fn internal_rpc_requires_the_cluster_secret() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(

@@ -5,10 +5,8 @@
 //! do. Writes go through followers as well as the leader ("write operations from slaves
 //! are forwarded to the master"), and every node's own replica sees them.
 
-use cairn_testkit::{wait_for, Reply, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, Reply, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// `GET /select?db=mydb&table=users&level=none` on node `i`, plus `extra` params.
 fn select_local(c: &TestCluster, i: usize, extra: &[(&str, &str)]) -> Reply {
@@ -38,7 +36,7 @@ fn every_replica_has(c: &TestCluster, want: &Value, what: &str) {
 
 #[test]
 fn seeds_002_003_ping_create_write_read_and_drop_on_every_node() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let followers = c.followers().expect("followers");
     let (f1, f2) = (followers[0], followers[1]);

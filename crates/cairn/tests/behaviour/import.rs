@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cairn_testkit::{try_wait_for, Level, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{try_wait_for, Cluster, Level, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -114,7 +114,7 @@ fn iso_codes_imported_through_a_follower_reach_every_node() {
     let paths: Vec<PathBuf> = files.iter().map(|(f, _)| iso_file(f)).collect();
     let counts: Vec<usize> = paths.iter().map(|p| element_count(p)).collect();
 
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let f = c.followers().expect("followers")[0];
     let r = c
         .post(f, "/v1/databases", &[], &json!({"name": "iso"}))
@@ -281,7 +281,7 @@ fn bad_input_fails_cleanly_and_csv_types_are_inferred() {
         "{\"k\": 1, \"tags\": [\"a\", \"b\"]}\n{\"k\": 2, \"extra\": true}\n",
     );
 
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
     let url = c.url(f);

@@ -1,5 +1,7 @@
-//! `TestCluster`: a cluster of real `cairn start` processes on loopback, with helpers to
-//! talk to them, fail them and wait for them.
+//! `ProcessCluster`: a cluster of real `cairn start` processes on loopback, for what only
+//! processes can show: SIGKILL and SIGSTOP, crash points that abort, fault-injecting
+//! proxies between nodes, the binary's flags and files. Calls and waits come from
+//! [`Cluster`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -10,12 +12,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::http::{HttpClient, Level, Reply};
+use crate::client::Cluster;
+use crate::http::HttpClient;
 use crate::node::NodeProcess;
 use crate::ports::free_ports;
 use crate::proxy::ProxyNet;
 use crate::wait::try_wait_for;
-use crate::{CATCH_UP_TIMEOUT, LEADER_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT};
+use crate::{START_TIMEOUT, STOP_TIMEOUT};
 
 /// How long a status poll may take; a node that does not answer /status within this is
 /// treated as not answering, and the poll is retried.
@@ -47,7 +50,7 @@ pub struct ClusterOptions {
     /// `--cluster-secret` shared by every node. Default `"test-secret"`.
     pub cluster_secret: String,
     /// Put every node's Raft traffic behind a fault-injecting proxy ([`ProxyNet`], see
-    /// [`TestCluster::proxies`]): the node with ID `k` binds its Raft listener on
+    /// [`ProcessCluster::proxies`]): the node with ID `k` binds its Raft listener on
     /// `127.0.0.{10+k}` and advertises its proxy's address there. Default `false`: Raft
     /// listens on `127.0.0.1` with no proxy.
     pub raft_proxies: bool,
@@ -160,7 +163,7 @@ impl RaftStatus {
 /// cluster to be dropped), so that parallel tests on a small machine do not starve each
 /// other's heartbeats into spurious elections.
 #[derive(Debug)]
-pub struct TestCluster {
+pub struct ProcessCluster {
     bin: PathBuf,
     secret: String,
     base_args: Vec<String>,
@@ -174,7 +177,7 @@ pub struct TestCluster {
     _serial: MutexGuard<'static, ()>,
 }
 
-impl TestCluster {
+impl ProcessCluster {
     /// Starts `nodes` nodes of the `cairn` binary at `bin` by [`Formation::Join`], and
     /// waits until every node is a voter and ready.
     pub fn start(bin: impl AsRef<Path>, nodes: usize) -> Result<Self> {
@@ -202,7 +205,7 @@ impl TestCluster {
         if let Some(n) = opts.snapshot_threshold {
             base_args.extend(["--snapshot-threshold".to_string(), n.to_string()]);
         }
-        let mut cluster = TestCluster {
+        let mut cluster = ProcessCluster {
             bin: bin.as_ref().to_path_buf(),
             secret: opts.cluster_secret.clone(),
             base_args,
@@ -335,52 +338,10 @@ impl TestCluster {
         Ok(i)
     }
 
-    /// The number of nodes ever started, running or not.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// The Raft node ID of node `i`: `i + 1`.
-    pub fn id(&self, i: usize) -> u64 {
-        u64::try_from(i + 1).unwrap_or(u64::MAX)
-    }
-
-    /// The node IDs of all nodes ever started.
-    pub fn ids(&self) -> Vec<u64> {
-        (0..self.nodes.len()).map(|i| self.id(i)).collect()
-    }
-
-    /// The index of the node with Raft node ID `id`.
-    pub fn index_of(&self, id: u64) -> Result<usize> {
-        self.nodes
-            .iter()
-            .position(|n| n.id == id)
-            .with_context(|| format!("no node with ID {id}"))
-    }
-
     fn node(&self, i: usize) -> Result<&NodeProcess> {
         self.nodes
             .get(i)
             .with_context(|| format!("no node {i} (the cluster has {})", self.nodes.len()))
-    }
-
-    fn base(&self, i: usize) -> Result<String> {
-        let node = self.node(i)?;
-        let addr = node
-            .http_addr
-            .with_context(|| format!("node {}'s address is not known yet", node.id))?;
-        Ok(format!("http://{addr}"))
-    }
-
-    /// Node `i`'s HTTP URL, `http://127.0.0.1:PORT`.
-    ///
-    /// # Panics
-    /// When there is no node `i`.
-    pub fn url(&self, i: usize) -> String {
-        match self.base(i) {
-            Ok(u) => u,
-            Err(e) => panic!("{e:#}"),
-        }
     }
 
     /// Node `i`'s bound HTTP address, as written in its `node.json`.
@@ -431,23 +392,6 @@ impl TestCluster {
     /// The `--cluster-secret` every node was started with.
     pub fn secret(&self) -> &str {
         &self.secret
-    }
-
-    /// The HTTP client the cluster uses (no redirects followed, no proxy).
-    pub fn http(&self) -> &HttpClient {
-        &self.http
-    }
-
-    /// Indexes of the nodes the harness started and has not killed or stopped.
-    pub fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_expected_running())
-            .collect()
-    }
-
-    /// An error when node `i` was started, not stopped by the harness, but exited.
-    fn check_alive(&self, i: usize) -> Result<()> {
-        self.node(i)?.check_alive()
     }
 
     // ---- lifecycle ----
@@ -507,10 +451,10 @@ impl TestCluster {
         &mut self,
         i: usize,
         timeout: Duration,
-        mut give_up: impl FnMut(&TestCluster) -> Option<String>,
+        mut give_up: impl FnMut(&ProcessCluster) -> Option<String>,
     ) -> Result<ExitStatus> {
         let what = format!("node {} to exit", self.id(i));
-        let this: &TestCluster = self;
+        let this: &ProcessCluster = self;
         let status = try_wait_for(timeout, &what, || {
             if let Some(status) = this.node(i)?.exit_status()? {
                 return Ok(Ok(status));
@@ -525,257 +469,6 @@ impl TestCluster {
             .with_context(|| format!("no node {i}"))?
             .forget_exited();
         Ok(status)
-    }
-
-    // ---- waiting ----
-
-    /// Waits up to [`START_TIMEOUT`] until node `i`'s `GET /readyz` answers 200.
-    pub fn wait_ready(&self, i: usize) -> Result<()> {
-        let base = self.base(i)?;
-        try_wait_for(START_TIMEOUT, &format!("node {} ready", self.id(i)), || {
-            self.check_alive(i)?;
-            Ok(match self.poll.get(&base, "/readyz", &[]) {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(r.to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            })
-        })
-    }
-
-    /// Node `i`'s `GET /status` body; an error unless it answers 200 with JSON.
-    pub fn status(&self, i: usize) -> Result<Value> {
-        let r = self.poll.get(&self.base(i)?, "/status", &[])?;
-        if r.status != 200 || r.body.is_null() {
-            bail!("GET /status on node {}: {r}", self.id(i));
-        }
-        Ok(r.body)
-    }
-
-    /// The `raft` part of node `i`'s `GET /status`.
-    pub fn raft_status(&self, i: usize) -> Result<RaftStatus> {
-        RaftStatus::from_status(&self.status(i)?)
-            .with_context(|| format!("reading node {}'s /status", self.id(i)))
-    }
-
-    /// One look for the leader among running nodes: the node that reports itself
-    /// `Leader` with the highest term. The inner `Err` describes what each node said;
-    /// the outer one means a node crashed.
-    fn find_leader(&self) -> Result<std::result::Result<(usize, RaftStatus), String>> {
-        let mut best: Option<(usize, RaftStatus)> = None;
-        let mut seen = Vec::new();
-        for i in self.running() {
-            self.check_alive(i)?;
-            match self.raft_status(i) {
-                Ok(s) => {
-                    seen.push(format!(
-                        "node {}: {} (leader {:?}, term {})",
-                        self.id(i),
-                        s.state,
-                        s.leader_id,
-                        s.term
-                    ));
-                    let better = best.as_ref().is_none_or(|(_, b)| s.term > b.term);
-                    if s.state == "Leader" && better {
-                        best = Some((i, s));
-                    }
-                }
-                Err(e) => seen.push(format!("node {}: {e:#}", self.id(i))),
-            }
-        }
-        Ok(best.ok_or_else(|| seen.join("; ")))
-    }
-
-    /// The index of the leader, waiting up to [`LEADER_TIMEOUT`] for one: the running
-    /// node whose `/status` says `Leader` (the highest term wins if two do).
-    pub fn leader(&self) -> Result<usize> {
-        self.leader_within(LEADER_TIMEOUT)
-    }
-
-    /// Like [`Self::leader`] with a chosen timeout.
-    pub fn leader_within(&self, timeout: Duration) -> Result<usize> {
-        try_wait_for(timeout, "a leader", || {
-            Ok(self.find_leader()?.map(|(i, _)| i))
-        })
-    }
-
-    /// Running nodes other than the leader (waits for a leader like [`Self::leader`]).
-    pub fn followers(&self) -> Result<Vec<usize>> {
-        let l = self.leader()?;
-        Ok(self.running().into_iter().filter(|&i| i != l).collect())
-    }
-
-    /// Waits up to [`START_TIMEOUT`] until the leader's voters are exactly `ids` (in
-    /// any order) and it has no learners.
-    pub fn wait_voters(&self, ids: &[u64]) -> Result<()> {
-        let mut want = ids.to_vec();
-        want.sort_unstable();
-        try_wait_for(START_TIMEOUT, &format!("voters {want:?}"), || {
-            Ok(self.find_leader()?.and_then(|(_, s)| {
-                if s.voters == want && s.learners.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
-                }
-            }))
-        })
-    }
-
-    /// Waits up to [`CATCH_UP_TIMEOUT`] until every running node's applied index has
-    /// reached the leader's commit index as read when this is called. Returns that index.
-    pub fn wait_all_applied(&self) -> Result<u64> {
-        let l = self.leader()?;
-        let commit = self.raft_status(l)?.commit_index;
-        for i in self.running() {
-            self.wait_applied(i, commit)?;
-        }
-        Ok(commit)
-    }
-
-    /// Waits up to [`CATCH_UP_TIMEOUT`] until node `i`'s applied index is at least
-    /// `index`.
-    pub fn wait_applied(&self, i: usize, index: u64) -> Result<()> {
-        let what = format!("node {} to apply index {index}", self.id(i));
-        try_wait_for(CATCH_UP_TIMEOUT, &what, || {
-            self.check_alive(i)?;
-            Ok(match self.raft_status(i) {
-                Ok(s) if s.applied_index >= index => Ok(()),
-                Ok(s) => Err(format!("{s:?}")),
-                Err(e) => Err(format!("{e:#}")),
-            })
-        })
-    }
-
-    /// Waits up to [`CATCH_UP_TIMEOUT`] until `sql` read at level `none` on node `i`
-    /// returns exactly the rows `expected` (a JSON array of rows).
-    pub fn wait_rows(&self, i: usize, sql: &str, expected: &Value) -> Result<()> {
-        let what = format!("node {} to return {expected} for {sql}", self.id(i));
-        try_wait_for(CATCH_UP_TIMEOUT, &what, || {
-            self.check_alive(i)?;
-            Ok(match self.query(i, sql, Level::None) {
-                Ok(r) if r.is_clean() && &r.rows() == expected => Ok(()),
-                Ok(r) => Err(r.to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            })
-        })
-    }
-
-    // ---- HTTP ----
-
-    /// `GET path?params` on node `i`; see [`HttpClient::url`] for `params`.
-    pub fn get(&self, i: usize, path: &str, params: &[(&str, &str)]) -> Result<Reply> {
-        self.http.get(&self.base(i)?, path, params)
-    }
-
-    /// `POST path?params` on node `i` with a JSON body.
-    pub fn post(
-        &self,
-        i: usize,
-        path: &str,
-        params: &[(&str, &str)],
-        body: &Value,
-    ) -> Result<Reply> {
-        self.http.post(&self.base(i)?, path, params, body)
-    }
-
-    /// `PATCH path?params` on node `i` with a JSON body.
-    pub fn patch(
-        &self,
-        i: usize,
-        path: &str,
-        params: &[(&str, &str)],
-        body: &Value,
-    ) -> Result<Reply> {
-        self.http.patch(&self.base(i)?, path, params, body)
-    }
-
-    /// `POST path?params` on node `i` with `body` sent verbatim as `application/json`.
-    pub fn post_raw(
-        &self,
-        i: usize,
-        path: &str,
-        params: &[(&str, &str)],
-        body: &str,
-    ) -> Result<Reply> {
-        self.http.post_raw(&self.base(i)?, path, params, body)
-    }
-
-    /// `POST path?params` on node `i` with `body` sent as is under `content_type` (e.g.
-    /// `text/plain` for one SQL statement, `application/octet-stream` for `/db/load`).
-    pub fn post_bytes(
-        &self,
-        i: usize,
-        path: &str,
-        params: &[(&str, &str)],
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> Result<Reply> {
-        self.http
-            .post_bytes(&self.base(i)?, path, params, content_type, body)
-    }
-
-    /// `GET path?params` on node `i`, returning the status and the raw body (for binary
-    /// answers such as `/db/backup`).
-    pub fn get_bytes(
-        &self,
-        i: usize,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Result<(u16, Vec<u8>)> {
-        self.http.get_bytes(&self.base(i)?, path, params)
-    }
-
-    /// `DELETE path` on node `i`, with a JSON body when given.
-    pub fn delete(&self, i: usize, path: &str, body: Option<&Value>) -> Result<Reply> {
-        self.http.delete(&self.base(i)?, path, body)
-    }
-
-    /// `POST /db/execute` on node `i` with `statements` (a JSON array).
-    pub fn execute(&self, i: usize, statements: &Value) -> Result<Reply> {
-        self.execute_with(i, &[], statements)
-    }
-
-    /// `POST /db/execute?params` on node `i`, e.g. `&[("transaction", ""), ("db", "school")]`.
-    pub fn execute_with(
-        &self,
-        i: usize,
-        params: &[(&str, &str)],
-        statements: &Value,
-    ) -> Result<Reply> {
-        self.post(i, "/db/execute", params, statements)
-    }
-
-    /// `POST /db/execute` on node `i`; an error unless the reply is 200 with no error
-    /// in any result slot. For test setup.
-    pub fn execute_ok(&self, i: usize, statements: &Value) -> Result<Reply> {
-        let r = self.execute(i, statements)?;
-        if !r.is_clean() {
-            bail!("execute {statements} on node {}: {r}", self.id(i));
-        }
-        Ok(r)
-    }
-
-    /// `GET /db/query?q=sql&level=...` on node `i`.
-    pub fn query(&self, i: usize, sql: &str, level: Level) -> Result<Reply> {
-        self.query_with(i, &[("q", sql), ("level", level.as_str())])
-    }
-
-    /// `GET /db/query?params` on node `i`.
-    pub fn query_with(&self, i: usize, params: &[(&str, &str)]) -> Result<Reply> {
-        self.get(i, "/db/query", params)
-    }
-
-    /// The rows (`values` of the first result) of `sql` at `level` on node `i`; an
-    /// error unless the reply is 200 without a statement error.
-    pub fn query_rows(&self, i: usize, sql: &str, level: Level) -> Result<Value> {
-        let r = self.query(i, sql, level)?;
-        if !r.is_clean() {
-            bail!(
-                "query {sql:?} at level {} on node {}: {r}",
-                level.as_str(),
-                self.id(i)
-            );
-        }
-        Ok(r.rows())
     }
 
     // ---- logs ----
@@ -803,7 +496,39 @@ impl TestCluster {
     }
 }
 
-impl Drop for TestCluster {
+impl Cluster for ProcessCluster {
+    fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn base(&self, i: usize) -> Result<String> {
+        let node = self.node(i)?;
+        let addr = node
+            .http_addr
+            .with_context(|| format!("node {}'s address is not known yet", node.id))?;
+        Ok(format!("http://{addr}"))
+    }
+
+    fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    fn poll_client(&self) -> &HttpClient {
+        &self.poll
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_expected_running())
+            .collect()
+    }
+
+    fn check_alive(&self, i: usize) -> Result<()> {
+        self.node(i)?.check_alive()
+    }
+}
+
+impl Drop for ProcessCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.dump_logs();

@@ -3,10 +3,8 @@
 //! through followers (its slaves, which it says can insert and search too), and every
 //! node's own replica holds the rows afterwards.
 
-use cairn_testkit::{wait_for, Reply, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, Reply, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// The document's "Create Table" body.
 fn create_table() -> Value {
@@ -38,7 +36,7 @@ fn search(c: &TestCluster, i: usize, column: &str, value: &str, extra: &[(&str, 
 
 #[test]
 fn seed_001_create_insert_and_search_on_every_node() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let followers = c.followers().expect("followers");
 

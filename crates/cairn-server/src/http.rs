@@ -52,7 +52,7 @@ pub const RAFT_LIMITS: ServeLimits = ServeLimits {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests
 /// in flight finish for up to `limits.drain_timeout`, and returns.
-pub async fn serve(
+pub async fn serve_router(
     listener: TcpListener,
     app: Router,
     limits: ServeLimits,

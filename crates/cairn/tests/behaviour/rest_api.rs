@@ -3,10 +3,8 @@
 //! the leader and through followers, with the same answers for bad input everywhere, and
 //! the OpenAPI document that describes every route.
 
-use cairn_testkit::{wait_for, HttpClient, Reply, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, HttpClient, Reply, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// `path?params` with `params` form-encoded, for requests whose helper takes no params
 /// (`DELETE`).
@@ -110,7 +108,7 @@ fn col(name: &str, ty: &str, pk: bool, not_null: bool) -> (String, String, bool,
 
 #[test]
 fn databases_and_tables_are_created_described_altered_and_dropped() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
 
@@ -588,7 +586,7 @@ fn people_table() -> Value {
 
 #[test]
 fn rows_are_filtered_ordered_projected_paged_and_aggregated() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
     let base = "/v1/databases/main/tables";
@@ -947,7 +945,7 @@ fn rows_are_filtered_ordered_projected_paged_and_aggregated() {
 
 #[test]
 fn rows_are_inserted_updated_and_deleted_atomically_with_filters() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
     let base = "/v1/databases/main/tables";
@@ -1303,7 +1301,7 @@ fn rows_are_inserted_updated_and_deleted_atomically_with_filters() {
 /// likely to show.
 #[test]
 fn a_database_created_through_a_follower_can_be_described_there_at_once() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let followers: Vec<(u64, String)> = c
         .followers()
         .expect("followers")
@@ -1338,7 +1336,7 @@ fn a_database_created_through_a_follower_can_be_described_there_at_once() {
 /// describe reports, so a client can copy a table's definition.
 #[test]
 fn column_defaults_read_back_as_given() {
-    let c = TestCluster::start(BIN, 1).expect("a node starts");
+    let c = TestCluster::start(1).expect("a node starts");
     let base = "/v1/databases/main/tables";
     let r = c
         .post(
@@ -1383,7 +1381,7 @@ fn column_defaults_read_back_as_given() {
 /// keywords or query options work too.
 #[test]
 fn values_read_back_as_written() {
-    let c = TestCluster::start(BIN, 1).expect("a node starts");
+    let c = TestCluster::start(1).expect("a node starts");
     let base = "/v1/databases/main/tables";
     let r = c
         .post(
@@ -1458,7 +1456,7 @@ fn values_read_back_as_written() {
 
 #[test]
 fn the_openapi_document_describes_every_route() {
-    let c = TestCluster::start(BIN, 1).expect("a node starts");
+    let c = TestCluster::start(1).expect("a node starts");
     let r = c.get(0, "/v1/openapi.json", &[]).expect("openapi");
     let r = expect(r, 200, None, "the OpenAPI document");
     let version = r.body["openapi"].as_str().unwrap_or_default();

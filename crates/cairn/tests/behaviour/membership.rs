@@ -1,21 +1,18 @@
 //! Membership: clusters formed by --bootstrap-expect, nodes joining through any member,
 //! nodes removed.
 
-use cairn_testkit::{wait_for, ClusterOptions, Formation, Level, TestCluster, LEADER_TIMEOUT};
+use cairn_testkit::{
+    wait_for, Cluster, ClusterOptions, Formation, Level, TestCluster, LEADER_TIMEOUT,
+};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 #[test]
 fn bootstrap_expect_forms_one_cluster_from_nodes_started_together() {
-    let c = TestCluster::start_with(
-        BIN,
-        ClusterOptions {
-            nodes: 3,
-            formation: Formation::BootstrapExpect,
-            ..ClusterOptions::default()
-        },
-    )
+    let c = TestCluster::start_with(ClusterOptions {
+        nodes: 3,
+        formation: Formation::BootstrapExpect,
+        ..ClusterOptions::default()
+    })
     .expect("three nodes started with --bootstrap-expect 3 form a cluster");
     let leader = c.leader().expect("a leader is elected");
     let leader_id = c.id(leader);
@@ -49,7 +46,7 @@ fn bootstrap_expect_forms_one_cluster_from_nodes_started_together() {
 
 #[test]
 fn a_node_joins_through_a_follower_and_can_be_removed() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     c.execute_ok(
         leader,
@@ -86,7 +83,7 @@ fn a_node_joins_through_a_follower_and_can_be_removed() {
     assert_eq!(r.status, 200, "{r}");
     assert!(r.body.get(&new_id).is_none(), "node 4 is not listed: {r}");
     assert!(r.body.get("1").is_some(), "{r}");
-    c.kill(new).expect("SIGKILL the removed node");
+    c.stop(new).expect("stop the removed node");
 
     c.execute_ok(leader, &json!([["INSERT INTO t(v) VALUES(?)", "d"]]))
         .expect("the cluster still takes writes");

@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use cairn_testkit::{wait_for, wait_until, Level, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, wait_until, Cluster, Level, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -24,7 +22,7 @@ fn http() -> reqwest::blocking::Client {
 /// instead of being served as a read and refused.
 #[test]
 fn a_write_through_a_follower_is_never_taken_for_a_read() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let f = c.followers().expect("followers")[0];
     for n in 0..50 {
         let table = format!("pair_{n}");
@@ -56,7 +54,7 @@ fn a_write_through_a_follower_is_never_taken_for_a_read() {
 
 #[test]
 fn rqlite_api_details_hold_on_every_node() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
 
@@ -348,7 +346,7 @@ fn field<'a>(doc: &'a Value, path: &[&str], ok: fn(&Value) -> bool, what: &str) 
 /// known, and Cairn's own `raft` section stays.
 #[test]
 fn status_has_rqlite_sections_and_store_ready() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let leader_id = c.id(leader).to_string();
     for i in c.running() {
@@ -475,7 +473,7 @@ fn status_has_rqlite_sections_and_store_ready() {
 /// the legacy map keyed by id, and with `nonvoters`.
 #[test]
 fn nodes_entries_have_version_and_check_time() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let f = c.followers().expect("followers")[0];
     let check = |entry: &Value, doc: &Value| {
@@ -535,7 +533,7 @@ fn nodes_entries_have_version_and_check_time() {
 /// statement: the details rqlite clients match on.
 #[test]
 fn blob_arrays_error_text_and_script_results_follow_rqlite() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let f = c.followers().expect("followers")[0];
     c.execute_ok(
         f,

@@ -1,10 +1,8 @@
 //! Multiple databases: created, written and read on every node, dropped only through the
 //! leader, and gone everywhere afterwards.
 
-use cairn_testkit::{wait_for, wait_until, Level, Reply, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, wait_until, Cluster, Level, Reply, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// The names in a `GET /v1/databases` reply.
 fn names(r: &Reply) -> Vec<String> {
@@ -20,7 +18,7 @@ fn names(r: &Reply) -> Vec<String> {
 
 #[test]
 fn databases_are_created_written_and_dropped_cluster_wide() {
-    let c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     let f = c.followers().expect("followers")[0];
 

@@ -1,10 +1,8 @@
 //! Observability endpoints: /status, /nodes, /leader and /readyz describe the cluster the
 //! way operators and rqlite clients read them.
 
-use cairn_testkit::{wait_for, Level, RaftStatus, TestCluster, CATCH_UP_TIMEOUT};
+use cairn_testkit::{wait_for, Cluster, Level, RaftStatus, TestCluster, CATCH_UP_TIMEOUT};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// Checks one entry of `/nodes` against what the harness knows of node `i`.
 fn check_node_entry(c: &TestCluster, i: usize, leader: usize, entry: &Value) {
@@ -23,7 +21,7 @@ fn check_node_entry(c: &TestCluster, i: usize, leader: usize, entry: &Value) {
 
 #[test]
 fn status_nodes_leader_and_readyz_describe_the_cluster() {
-    let mut c = TestCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let mut c = TestCluster::start(3).expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader is elected");
     c.wait_all_applied().expect("every node catches up");
 
@@ -136,12 +134,12 @@ fn status_nodes_leader_and_readyz_describe_the_cluster() {
         );
     }
 
-    // A killed node is reported unreachable by the leader.
-    c.kill(f).expect("SIGKILL a follower");
+    // A stopped node is reported unreachable by the leader.
+    c.stop(f).expect("stop a follower");
     let fid = c.id(f).to_string();
     wait_for(
         CATCH_UP_TIMEOUT,
-        "the killed node to be unreachable",
+        "the stopped node to be unreachable",
         || {
             let r = c.get(leader, "/nodes", &[]).map_err(|e| format!("{e:#}"))?;
             if r.status == 200 && r.body[&fid]["reachable"] == false {
@@ -151,5 +149,5 @@ fn status_nodes_leader_and_readyz_describe_the_cluster() {
             }
         },
     )
-    .expect("/nodes reports the killed node unreachable");
+    .expect("/nodes reports the stopped node unreachable");
 }
