@@ -8,10 +8,15 @@
 
 mod bootstrap;
 mod error;
+mod membership;
 mod node;
 mod queue;
+mod reads;
+mod routing;
 mod rpc;
 mod status;
+mod status_report;
+mod writes;
 
 use std::path::PathBuf;
 use std::str::FromStr;

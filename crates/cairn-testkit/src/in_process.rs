@@ -31,7 +31,7 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// `CAIRN_TEST_CLUSTERS` says otherwise: enough to overlap one cluster's elections and
 /// waits with another's requests, few enough that a 2-core machine still meets the
 /// heartbeat deadlines of all of them.
-const DEFAULT_CONCURRENT_CLUSTERS: usize = 3;
+const DEFAULT_CONCURRENT_CLUSTERS: usize = 2;
 
 /// A counting semaphore over the clusters of this test binary.
 struct Slots {
@@ -90,7 +90,7 @@ struct InProcessNode {
 /// directory. Node `i` has Raft node ID `i + 1`. Dropping the cluster stops every node
 /// (also when a test panics) and its runtime.
 ///
-/// Up to `CAIRN_TEST_CLUSTERS` (default 3) clusters of one test binary run at once; the
+/// Up to `CAIRN_TEST_CLUSTERS` (default 2) clusters of one test binary run at once; the
 /// constructor waits for a slot.
 pub struct TestCluster {
     nodes: Vec<InProcessNode>,
