@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftService};
-use cairn_raft::{Command, LogStore, Network, NodeAddr, Raft, Response, StateMachine};
+use cairn_raft::{Command, LogClosed, LogStore, Network, NodeAddr, Raft, Response, StateMachine};
 use cairn_sql::{Statement, StatementResult, Store};
 use openraft::async_runtime::WatchReceiver;
 use openraft::{RaftMetrics, ServerState};
@@ -23,6 +23,9 @@ pub(crate) type Metrics = RaftMetrics<cairn_raft::TypeConfig>;
 /// bounded by the request's timeout).
 pub(crate) const MAX_ROUTE_ATTEMPTS: usize = 100;
 
+/// How long [`Node::shutdown`] waits for the log file to be closed.
+const LOG_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running node.
 pub struct Node {
     pub(crate) id: u64,
@@ -35,6 +38,8 @@ pub struct Node {
     pub(crate) contact: Arc<LeaderContact>,
     pub(crate) queue: Queue,
     pub(crate) started: Instant,
+    /// Reports when the Raft log's file has been let go of, after shutdown.
+    log_closed: LogClosed,
 }
 
 pub(crate) fn elapsed_left(deadline: Instant) -> Duration {
@@ -56,6 +61,7 @@ impl Node {
         let store = Arc::new(Store::open(&cfg.data_dir.join("sm")).map_err(|e| internal(&e))?);
         let log = LogStore::open(&cfg.data_dir.join("raft").join("log.redb"), 0)
             .map_err(|e| internal(&e))?;
+        let log_closed = log.closed_watch();
         let sm = StateMachine::open(store.clone(), &cfg.data_dir.join("snapshots"))
             .map_err(|e| internal(&e))?;
         let mut builder = reqwest::Client::builder()
@@ -87,6 +93,7 @@ impl Node {
             contact: Arc::new(LeaderContact::default()),
             queue: Queue::new(),
             started: Instant::now(),
+            log_closed,
         });
         Queue::spawn_flusher(Arc::downgrade(&node));
         Ok(node)
@@ -106,10 +113,20 @@ impl Node {
         )
     }
 
-    /// Stops Raft (for a clean shutdown).
+    /// Stops Raft (for a clean shutdown), then waits up to [`LOG_CLOSE_TIMEOUT`] for its
+    /// tasks and threads to let go of the log file, so the data directory can be opened
+    /// again at once (a node restarted in the same process).
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        let deadline = Instant::now() + LOG_CLOSE_TIMEOUT;
+        while !self.log_closed.is_closed() {
+            if Instant::now() >= deadline {
+                tracing::warn!("the Raft log is still open after shutdown");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

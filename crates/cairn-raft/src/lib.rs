@@ -8,7 +8,7 @@ pub mod server;
 mod state_machine;
 
 pub use command::{Command, CommandError, NodeAddr, Response};
-pub use log_store::LogStore;
+pub use log_store::{LogClosed, LogStore};
 pub use network::{decode, encode, Network};
 pub use state_machine::StateMachine;
 

@@ -51,6 +51,8 @@ struct Inner {
     logs: TableDefinition<'static, u64, &'static [u8]>,
     meta: TableDefinition<'static, &'static str, &'static [u8]>,
     flush_tx: mpsc::Sender<IOFlushed<C>>,
+    /// Dropped after `db` (fields drop in declaration order); see [`LogClosed`].
+    open: Arc<()>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -86,17 +88,32 @@ impl LogStore {
         }
         let (flush_tx, flush_rx) = mpsc::channel::<IOFlushed<C>>();
         let fdb = db.clone();
+        let open = Arc::new(());
+        let flusher_open = open.clone();
         std::thread::Builder::new()
             .name(format!("raft-log-flush-g{group}"))
-            .spawn(move || flusher(fdb, meta, flush_rx))?;
+            .spawn(move || {
+                // `flusher` drops its database handle when it returns; only then is this
+                // thread's share of `open` let go.
+                flusher(fdb, meta, flush_rx);
+                drop(flusher_open);
+            })?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 db,
                 logs,
                 meta,
                 flush_tx,
+                open,
             }),
         })
+    }
+
+    /// A watch on this log's file: it reports closed once every clone of the store and
+    /// the flusher thread have let go of it, i.e. when the file may be opened again (redb
+    /// holds an exclusive lock while open). For restarting a node in the same process.
+    pub fn closed_watch(&self) -> LogClosed {
+        LogClosed(Arc::downgrade(&self.inner.open))
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -122,6 +139,21 @@ impl LogStore {
             t.insert(key, bytes.as_slice()).map_err(io_err)?;
         }
         tx.commit().map_err(io_err)
+    }
+}
+
+/// See [`LogStore::closed_watch`]. Every holder of the database (each store's shared
+/// state and the flusher thread) also holds a share of one token and lets go of it only
+/// after its database handle is dropped, so once no share is left the file is closed and
+/// unlocked: a count of the database handles themselves would reach zero while the last
+/// one is still being dropped.
+#[derive(Debug, Clone)]
+pub struct LogClosed(std::sync::Weak<()>);
+
+impl LogClosed {
+    /// Whether the log's file is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
     }
 }
 
