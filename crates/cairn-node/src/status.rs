@@ -285,7 +285,9 @@ pub struct DatabaseStatus {
 }
 
 /// Cairn's `raft` section. Indexes are log indexes; `None` before the first entry.
-#[derive(Debug, Serialize)]
+/// Deserializable, so that clients (the test harness, `cairn` tools) read the wire shape
+/// this one definition gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RaftStatus {
     /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     pub state: String,

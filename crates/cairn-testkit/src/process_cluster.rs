@@ -95,59 +95,29 @@ pub struct RaftStatus {
 }
 
 impl RaftStatus {
-    /// Reads the `raft` object of a `GET /status` body. Index fields may be `null`
-    /// (read as 0); a missing field is an error.
+    /// Reads the `raft` object of a `GET /status` body, in the shape
+    /// [`cairn_node::RaftStatus`] defines. Index fields may be `null` (read as 0); voters
+    /// and learners are sorted.
     pub fn from_status(status: &Value) -> Result<Self> {
         let raft = status
             .get("raft")
             .context("no \"raft\" object in /status")?;
-        let field = |k: &str| {
-            raft.get(k)
-                .with_context(|| format!("no raft.{k} in /status"))
-        };
-        let opt_u64 = |k: &str| -> Result<Option<u64>> {
-            match field(k)? {
-                Value::Null => Ok(None),
-                v => v
-                    .as_u64()
-                    .map(Some)
-                    .with_context(|| format!("raft.{k} is not a number: {v}")),
-            }
-        };
-        let u64_or_zero = |k: &str| -> Result<u64> { Ok(opt_u64(k)?.unwrap_or(0)) };
-        let ids = |k: &str| -> Result<Vec<u64>> {
-            let v = field(k)?;
-            let arr = v
-                .as_array()
-                .with_context(|| format!("raft.{k} is not an array: {v}"))?;
-            let mut ids = arr
-                .iter()
-                .map(|x| {
-                    x.as_u64()
-                        .with_context(|| format!("raft.{k} holds a non-number: {x}"))
-                })
-                .collect::<Result<Vec<u64>>>()?;
-            ids.sort_unstable();
-            Ok(ids)
-        };
-        let state = field("state")?
-            .as_str()
-            .context("raft.state is not a string")?
-            .to_string();
+        let typed: cairn_node::RaftStatus = serde_json::from_value(raft.clone())
+            .with_context(|| format!("reading the raft section of /status: {raft}"))?;
+        let (mut voters, mut learners) = (typed.voters, typed.learners);
+        voters.sort_unstable();
+        learners.sort_unstable();
         Ok(RaftStatus {
-            state,
-            leader_id: opt_u64("leader_id")?,
-            term: u64_or_zero("term")?,
-            last_log_index: u64_or_zero("last_log_index")?,
-            commit_index: u64_or_zero("commit_index")?,
-            applied_index: u64_or_zero("applied_index")?,
-            snapshot_index: opt_u64("snapshot_index")?,
-            purged_index: match raft.get("purged_index") {
-                None => None,
-                Some(_) => opt_u64("purged_index")?,
-            },
-            voters: ids("voters")?,
-            learners: ids("learners")?,
+            state: typed.state,
+            leader_id: typed.leader_id,
+            term: typed.term,
+            last_log_index: typed.last_log_index.unwrap_or(0),
+            commit_index: typed.commit_index.unwrap_or(0),
+            applied_index: typed.applied_index.unwrap_or(0),
+            snapshot_index: typed.snapshot_index,
+            purged_index: typed.purged_index,
+            voters,
+            learners,
         })
     }
 }
