@@ -405,3 +405,70 @@ pub fn tail(path: &Path, lines: usize) -> String {
         Err(e) => format!("({}: {e})", path.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(dir: &Path) -> Result<NodeProcess> {
+        NodeProcess::new(
+            "sh",
+            dir.join("data"),
+            LogFiles {
+                stdout: dir.join("out.log"),
+                stderr: dir.join("err.log"),
+                mark_starts: true,
+            },
+        )
+    }
+
+    #[test]
+    fn exit_status_stop_kill_and_respawn() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let mut p = sh(dir.path())?;
+        assert!(matches!(p.check_alive(), Err(Error::NotRunning(_))));
+        let script = [
+            "-c".to_string(),
+            "echo hello; echo oops >&2; exit 3".to_string(),
+        ];
+        p.spawn(Path::new("/bin/sh"), &script, &[("X", "1")])?;
+        let status = p.wait_exit(Duration::from_secs(10))?;
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.log"))
+                .ok()
+                .as_deref(),
+            Some("hello\n")
+        );
+        let err = p.log_tail(10);
+        assert!(
+            err.contains("==== launch: X=1 /bin/sh") && err.ends_with("oops"),
+            "{err}"
+        );
+
+        let sleep = ["-c".to_string(), "sleep 30".to_string()];
+        p.spawn(Path::new("/bin/sh"), &sleep, &[])?;
+        assert!(p.is_running() && p.check_alive().is_ok());
+        let status = p.stop(Duration::from_secs(10))?;
+        assert!(!status.success(), "SIGTERM ends sleep: {status}");
+        assert!(!p.is_expected_running());
+
+        p.respawn()?;
+        assert!(p.is_running());
+        p.kill()?;
+        assert!(matches!(p.kill(), Err(Error::NotRunning(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn dropping_kills_the_child() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let mut p = sh(dir.path())?;
+        p.spawn(Path::new("/bin/sh"), &["-c".into(), "sleep 30".into()], &[])?;
+        let pid = p.pid().ok_or_else(|| Error::NotRunning("sh".into()))?;
+        assert!(crate::process_alive(pid));
+        drop(p);
+        assert!(!crate::process_alive(pid), "killed and reaped on drop");
+        Ok(())
+    }
+}
