@@ -102,12 +102,7 @@ impl Driver {
         }
     }
 
-    pub(super) async fn cairn_exec(
-        &self,
-        client: usize,
-        body: Value,
-        flags: &str,
-    ) -> anyhow::Result<()> {
+    async fn cairn_exec(&self, client: usize, body: Value, flags: &str) -> anyhow::Result<()> {
         let Driver::Cairn { http, .. } = self else {
             bail!("not cairn")
         };
@@ -130,12 +125,7 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) async fn cairn_read(
-        &self,
-        client: usize,
-        id: u64,
-        level: &str,
-    ) -> anyhow::Result<()> {
+    async fn cairn_read(&self, client: usize, id: u64, level: &str) -> anyhow::Result<()> {
         let Driver::Cairn { http, .. } = self else {
             bail!("not cairn")
         };
@@ -157,12 +147,7 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) async fn etcd_put(
-        &self,
-        client: usize,
-        key: &str,
-        value: &str,
-    ) -> anyhow::Result<()> {
+    async fn etcd_put(&self, client: usize, key: &str, value: &str) -> anyhow::Result<()> {
         let Driver::Etcd { http, .. } = self else {
             bail!("not etcd")
         };
@@ -181,12 +166,7 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) async fn etcd_get(
-        &self,
-        client: usize,
-        key: &str,
-        serializable: bool,
-    ) -> anyhow::Result<()> {
+    async fn etcd_get(&self, client: usize, key: &str, serializable: bool) -> anyhow::Result<()> {
         let Driver::Etcd { http, .. } = self else {
             bail!("not etcd")
         };
@@ -205,7 +185,7 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) fn sqlite_op(
+    fn sqlite_op(
         path: &PathBuf,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
     ) -> anyhow::Result<()> {

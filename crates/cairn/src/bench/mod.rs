@@ -23,9 +23,9 @@ use drivers::Driver;
 use spawn::{spawn_cairn, spawn_etcd, wait_ok};
 
 /// Rows (or keys) loaded before read workloads; reads pick one at random.
-pub(crate) const PRELOAD: u64 = 1000;
+const PRELOAD: u64 = 1000;
 /// Rows per request in the `batch` workload.
-pub(crate) const BATCH_ROWS: usize = 100;
+const BATCH_ROWS: usize = 100;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

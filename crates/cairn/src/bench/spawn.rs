@@ -174,7 +174,7 @@ pub(super) async fn spawn_etcd(n: u16, http: &reqwest::Client) -> anyhow::Result
     })
 }
 
-pub(super) fn which(bin: &str) -> Option<PathBuf> {
+fn which(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
