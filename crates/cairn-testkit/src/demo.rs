@@ -1,25 +1,21 @@
 //! `Demo`: the `cairn demo` command run as a child, as the README's quick start does.
 
-use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::sync::MutexGuard;
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use cairn_launch::{LogFiles, NodeProcess};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::node::tail;
 use crate::ports::free_port_range;
-use crate::wait::wait_for;
+use crate::wait::try_wait_for;
 use crate::{START_TIMEOUT, STOP_TIMEOUT};
 
-/// How deep [`descendants`] follows child processes.
-const MAX_DEPTH: usize = 4;
+pub use cairn_launch::{descendants, process_alive};
 
 /// A running `cairn demo --nodes N --base-port P --data-dir DIR`.
 ///
@@ -29,10 +25,11 @@ const MAX_DEPTH: usize = 4;
 /// output first.
 #[derive(Debug)]
 pub struct Demo {
-    child: Option<Child>,
+    /// The `cairn demo` process; stdout to `<dir>/stdout.log`, stderr to
+    /// `<dir>/stderr.log`.
+    process: NodeProcess,
     base_port: u16,
     nodes: u16,
-    lines: Arc<Mutex<Vec<String>>>,
     /// Descendants seen so far, killed on drop if still alive: a demo that exits without
     /// stopping its nodes must not leave them running after the test.
     seen_descendants: Vec<u32>,
@@ -53,49 +50,36 @@ impl Demo {
             .context("creating the demo directory")?;
         let base_port = free_port_range(2 * nodes)?;
         let data_dir = dir.path().join("data");
-        let stderr = fs::File::create(dir.path().join("stderr.log"))
-            .context("creating the demo's stderr file")?;
-        let mut child = Command::new(bin.as_ref())
-            .args([
-                "demo".to_string(),
-                "--nodes".to_string(),
-                nodes.to_string(),
-                "--base-port".to_string(),
-                base_port.to_string(),
-                "--data-dir".to_string(),
-                data_dir.display().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
+        let logs = LogFiles {
+            stdout: dir.path().join("stdout.log"),
+            stderr: dir.path().join("stderr.log"),
+            mark_starts: false,
+        };
+        let mut process = NodeProcess::new("the demo", data_dir.clone(), logs)?;
+        process
+            .spawn(
+                bin.as_ref(),
+                &[
+                    "demo".to_string(),
+                    "--nodes".to_string(),
+                    nodes.to_string(),
+                    "--base-port".to_string(),
+                    base_port.to_string(),
+                    "--data-dir".to_string(),
+                    data_dir.display().to_string(),
+                ],
+                &[],
+            )
             .with_context(|| format!("spawning {} demo", bin.as_ref().display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the demo's stdout is not piped")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&lines);
-        // The reader ends at EOF, when the demo and every child holding its stdout exit.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
         let mut demo = Demo {
-            child: Some(child),
+            process,
             base_port,
             nodes,
-            lines,
             seen_descendants: Vec::new(),
             dir,
             _serial: serial,
         };
-        let ready = demo.wait_for_line(&rx, "cluster ready", START_TIMEOUT);
+        let ready = demo.wait_for_line("cluster ready", START_TIMEOUT);
         demo.remember_descendants();
         if let Err(e) = ready {
             demo.dump_output();
@@ -104,31 +88,18 @@ impl Demo {
         Ok(demo)
     }
 
-    fn wait_for_line(
-        &mut self,
-        rx: &Receiver<String>,
-        needle: &str,
-        timeout: Duration,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        // Bounded by the deadline and by a line count far above what the demo prints.
-        for _ in 0..10_000 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(()),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    bail!("no {needle:?} line on the demo's stdout after {timeout:?}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.as_mut().map(Child::try_wait);
-                    bail!(
-                        "the demo closed its stdout before printing {needle:?} (exit: {status:?})"
-                    )
-                }
+    /// Waits up to `timeout` for a stdout line containing `needle`; an error at once when
+    /// the demo exits first.
+    fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<()> {
+        try_wait_for(timeout, &format!("{needle:?} on the demo's stdout"), || {
+            if self.stdout_lines().iter().any(|l| l.contains(needle)) {
+                return Ok(Ok(()));
             }
-        }
-        bail!("no {needle:?} line among the demo's first 10000 lines")
+            if let Some(status) = self.process.exit_status()? {
+                anyhow::bail!("the demo exited ({status}) before printing {needle:?}");
+            }
+            Ok(Err("not printed yet".to_string()))
+        })
     }
 
     /// The base port `P` the demo was started with.
@@ -160,10 +131,9 @@ impl Demo {
 
     /// The lines the demo printed on stdout so far.
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        std::fs::read_to_string(&self.process.logs().stdout)
+            .map(|text| text.lines().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// The demo's `--data-dir`.
@@ -173,7 +143,7 @@ impl Demo {
 
     /// The demo's process ID, while the harness owns it.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Process IDs of every live process descended from the demo (its nodes, if it runs
@@ -195,30 +165,21 @@ impl Demo {
     /// exit status; when it does not exit in time it is killed and an error returned.
     pub fn interrupt(&mut self) -> Result<ExitStatus> {
         self.remember_descendants();
-        let mut child = self.child.take().context("the demo is not running")?;
-        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
-        signal::kill(pid, Signal::SIGINT).context("sending SIGINT to the demo")?;
-        let exited = wait_for(
-            STOP_TIMEOUT,
-            "the demo to exit after SIGINT",
-            || match child.try_wait() {
-                Ok(Some(status)) => Ok(status),
-                Ok(None) => Err("still running".into()),
-                Err(e) => Err(format!("try_wait: {e}")),
-            },
-        );
-        match exited {
+        self.process
+            .signal(Signal::SIGINT)
+            .context("sending SIGINT to the demo")?;
+        match self.process.wait_exit(STOP_TIMEOUT) {
             Ok(status) => Ok(status),
             Err(e) => {
-                kill_tree(&mut child);
-                Err(e)
+                self.process.kill_tree();
+                Err(anyhow::Error::new(e).context("the demo did not exit after SIGINT"))
             }
         }
     }
 
     /// The last `lines` lines of the demo's stderr.
     pub fn stderr_tail(&self, lines: usize) -> String {
-        tail(&self.dir.path().join("stderr.log"), lines)
+        self.process.log_tail(lines)
     }
 
     /// Prints the demo's stdout and the tail of its stderr to stderr.
@@ -236,7 +197,7 @@ impl Drop for Demo {
         if std::thread::panicking() {
             self.dump_output();
         }
-        if self.child.is_some() {
+        if self.process.is_expected_running() {
             if let Err(e) = self.interrupt() {
                 eprintln!("stopping the demo: {e:#}");
             }
@@ -250,66 +211,4 @@ impl Drop for Demo {
             }
         }
     }
-}
-
-/// SIGKILLs every descendant of `child`, then `child`, and reaps it.
-fn kill_tree(child: &mut Child) {
-    for pid in descendants(child.id()) {
-        if let Ok(raw) = i32::try_from(pid) {
-            let _ = signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Live (not zombie) processes descended from `pid`, up to [`MAX_DEPTH`] generations,
-/// found by reading the parent of every process in `/proc`.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let table: Vec<(u32, u32, char)> = match fs::read_dir("/proc") {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|p| {
-                let (ppid, state) = parent_and_state(p)?;
-                Some((p, ppid, state))
-            })
-            .collect(),
-        Err(_) => return Vec::new(),
-    };
-    let mut found = Vec::new();
-    let mut frontier = vec![pid];
-    for _ in 0..MAX_DEPTH {
-        let next: Vec<u32> = table
-            .iter()
-            .filter(|(_, ppid, _)| frontier.contains(ppid))
-            .map(|(p, _, _)| *p)
-            .collect();
-        if next.is_empty() {
-            break;
-        }
-        found.extend(
-            table
-                .iter()
-                .filter(|(p, _, state)| next.contains(p) && *state != 'Z')
-                .map(|(p, _, _)| *p),
-        );
-        frontier = next;
-    }
-    found
-}
-
-/// Whether process `pid` exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    matches!(parent_and_state(pid), Some((_, state)) if state != 'Z')
-}
-
-/// `(ppid, state)` from `/proc/PID/stat`: "PID (COMM) STATE PPID ...", where COMM may
-/// contain spaces and parentheses, so fields are counted after the last `)`.
-fn parent_and_state(pid: u32) -> Option<(u32, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((ppid, state))
 }

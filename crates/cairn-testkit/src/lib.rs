@@ -34,7 +34,6 @@ mod http;
 mod in_process;
 mod linearizability;
 mod nemesis;
-mod node;
 mod ports;
 mod process_cluster;
 mod proxy;

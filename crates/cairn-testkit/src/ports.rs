@@ -23,13 +23,7 @@ pub fn free_port() -> Result<u16> {
 ///
 /// Returns an error when 127.0.0.1 cannot be bound.
 pub fn free_ports(count: usize) -> Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr().context("reading a bound address")?.port()))
-        .collect()
+    Ok(cairn_launch::free_ports(count)?)
 }
 
 /// The first port `p` of a range `p..p + count` of consecutive TCP ports on 127.0.0.1

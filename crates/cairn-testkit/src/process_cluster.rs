@@ -3,7 +3,7 @@
 //! proxies between nodes, the binary's flags and files. Calls and waits come from
 //! [`Cluster`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -12,13 +12,16 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use cairn_launch::{LaunchOptions, Layout, LocalCluster, NodeProcess, Ports, RaftAddrs, RaftHook};
+
 use crate::client::Cluster;
 use crate::http::HttpClient;
-use crate::node::NodeProcess;
-use crate::ports::free_ports;
 use crate::proxy::ProxyNet;
 use crate::wait::try_wait_for;
 use crate::{START_TIMEOUT, STOP_TIMEOUT};
+
+/// How the nodes of a cluster find each other: the launcher's own formations.
+pub use cairn_launch::Formation;
 
 /// How long a status poll may take; a node that does not answer /status within this is
 /// treated as not answering, and the poll is retried.
@@ -26,17 +29,6 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How many log lines per node are printed when a test fails.
 const FAILURE_LOG_LINES: usize = 40;
-
-/// How the nodes of a cluster find each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Formation {
-    /// Node 1 starts alone (a one-node cluster); each other node then starts with
-    /// `--join <node 1's URL>`, one at a time, and is waited on until it is a voter.
-    Join,
-    /// All nodes start at once on free ports, each with `--bootstrap-expect N --join`
-    /// and the URLs of all N nodes.
-    BootstrapExpect,
-}
 
 /// What cluster to start.
 #[derive(Debug, Clone)]
@@ -134,16 +126,17 @@ impl RaftStatus {
 /// other's heartbeats into spurious elections.
 #[derive(Debug)]
 pub struct ProcessCluster {
-    bin: PathBuf,
+    /// The nodes, launched and supervised by `cairn_launch` (layout `node-<id>/data`,
+    /// `stdout.log`, `stderr.log`). Declared first: dropped (every node killed) before the
+    /// proxies and the directory.
+    nodes: LocalCluster,
     secret: String,
-    base_args: Vec<String>,
-    nodes: Vec<NodeProcess>,
     http: HttpClient,
     poll: HttpClient,
-    dir: TempDir,
     /// The nodes' Raft proxies, when started with [`ClusterOptions::raft_proxies`]. Dropped
     /// after the nodes are killed.
     proxies: Option<Arc<ProxyNet>>,
+    dir: TempDir,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -171,32 +164,39 @@ impl ProcessCluster {
             .prefix("cairn-test-")
             .tempdir()
             .context("creating the cluster directory")?;
-        let mut base_args = Vec::new();
+        let mut extra_args = Vec::new();
         if let Some(n) = opts.snapshot_threshold {
-            base_args.extend(["--snapshot-threshold".to_string(), n.to_string()]);
+            extra_args.extend(["--snapshot-threshold".to_string(), n.to_string()]);
         }
-        let mut cluster = ProcessCluster {
-            bin: bin.as_ref().to_path_buf(),
+        let proxies = if opts.raft_proxies {
+            Some(Arc::new(ProxyNet::new()?))
+        } else {
+            None
+        };
+        let launch = LaunchOptions {
+            nodes: opts.nodes,
+            formation: opts.formation,
+            ports: Ports::Os,
             secret: opts.cluster_secret.clone(),
-            base_args,
-            nodes: Vec::new(),
+            extra_args,
+            layout: Layout::Nested,
+            start_timeout: START_TIMEOUT,
+            stop_on_drop: None,
+            raft_addrs: proxies.clone().map(proxy_hook),
+        };
+        let nodes = LocalCluster::new(bin.as_ref(), dir.path(), launch)?;
+        let mut cluster = ProcessCluster {
+            nodes,
+            secret: opts.cluster_secret.clone(),
             http: HttpClient::new()?,
             poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
+            proxies,
             dir,
-            proxies: if opts.raft_proxies {
-                Some(Arc::new(ProxyNet::new()?))
-            } else {
-                None
-            },
             _serial: serial,
         };
-        let formed = match opts.formation {
-            Formation::Join => cluster.form_by_join(opts.nodes),
-            Formation::BootstrapExpect => cluster.form_by_bootstrap_expect(opts.nodes),
-        };
-        if let Err(e) = formed {
+        if let Err(e) = cluster.nodes.form() {
             cluster.dump_logs();
-            return Err(e.context(format!(
+            return Err(anyhow::Error::new(e).context(format!(
                 "forming a {}-node cluster ({:?})",
                 opts.nodes, opts.formation
             )));
@@ -204,114 +204,14 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
-    /// The `--raft-addr` to start node `id` with, and flags to add to its command line:
-    /// `default` and none without proxies; behind a proxy, the node's own address and
-    /// `--raft-adv-addr <its proxy's address>`.
-    fn raft_flags(&self, id: u64, default: &str) -> Result<(String, Vec<String>)> {
-        match &self.proxies {
-            None => Ok((default.to_string(), Vec::new())),
-            Some(net) => {
-                let a = net.add_node(id)?;
-                Ok((
-                    a.bind.to_string(),
-                    vec!["--raft-adv-addr".to_string(), a.advertised.to_string()],
-                ))
-            }
-        }
-    }
-
-    fn form_by_join(&mut self, n: usize) -> Result<()> {
-        let mut first = NodeProcess::new(self.dir.path(), 1)?;
-        let (raft, adv) = self.raft_flags(1, "127.0.0.1:0")?;
-        let mut extra = self.base_args.clone();
-        extra.extend(adv);
-        first.spawn(&self.bin, &self.secret, "127.0.0.1:0", &raft, &extra)?;
-        self.nodes.push(first);
-        self.nodes[0].read_node_json(START_TIMEOUT)?;
-        self.wait_ready(0)?;
-        for _ in 1..n {
-            self.add_node(0)?;
-        }
-        self.wait_voters(&self.ids())
-    }
-
-    fn form_by_bootstrap_expect(&mut self, n: usize) -> Result<()> {
-        let ports = free_ports(2 * n)?;
-        let urls: Vec<String> = (0..n)
-            .map(|k| format!("http://127.0.0.1:{}", ports[2 * k]))
-            .collect();
-        let join = urls.join(",");
-        for k in 0..n {
-            let id = u64::try_from(k + 1).context("too many nodes")?;
-            let mut node = NodeProcess::new(self.dir.path(), id)?;
-            let (raft, adv) = self.raft_flags(id, &format!("127.0.0.1:{}", ports[2 * k + 1]))?;
-            let mut extra = self.base_args.clone();
-            extra.extend([
-                "--bootstrap-expect".to_string(),
-                n.to_string(),
-                "--join".to_string(),
-                join.clone(),
-            ]);
-            extra.extend(adv);
-            node.spawn(
-                &self.bin,
-                &self.secret,
-                &format!("127.0.0.1:{}", ports[2 * k]),
-                &raft,
-                &extra,
-            )?;
-            self.nodes.push(node);
-        }
-        for k in 0..n {
-            self.nodes[k].read_node_json(START_TIMEOUT)?;
-            let node = &self.nodes[k];
-            let want_http = format!("127.0.0.1:{}", ports[2 * k]);
-            let got_http = node.http_addr.map(|a| a.to_string()).unwrap_or_default();
-            if got_http != want_http {
-                bail!(
-                    "node {} wrote http_addr {got_http} to node.json, started with {want_http}",
-                    node.id
-                );
-            }
-        }
-        for k in 0..n {
-            self.wait_ready(k)?;
-        }
-        self.wait_voters(&self.ids())
-    }
-
     /// Starts a new node with `--join <URL of node via>` (any member may be named),
     /// waits until the leader lists it as a voter and it is ready, and returns its index.
     pub fn add_node(&mut self, via: usize) -> Result<usize> {
-        let join = self.base(via)?;
-        let id = u64::try_from(self.nodes.len() + 1).context("too many nodes")?;
-        let mut node = NodeProcess::new(self.dir.path(), id)?;
-        let (raft, adv) = self.raft_flags(id, "127.0.0.1:0")?;
-        let mut extra = self.base_args.clone();
-        extra.extend(["--join".to_string(), join]);
-        extra.extend(adv);
-        node.spawn(&self.bin, &self.secret, "127.0.0.1:0", &raft, &extra)?;
-        self.nodes.push(node);
-        let i = self.nodes.len() - 1;
-        self.nodes[i].read_node_json(START_TIMEOUT)?;
-        try_wait_for(START_TIMEOUT, &format!("node {id} to be a voter"), || {
-            self.check_alive(i)?;
-            Ok(self.find_leader()?.and_then(|(_, s)| {
-                if s.voters.contains(&id) {
-                    Ok(())
-                } else {
-                    Err(format!("voters {:?}, learners {:?}", s.voters, s.learners))
-                }
-            }))
-        })?;
-        self.wait_ready(i)?;
-        Ok(i)
+        Ok(self.nodes.add_node(via)?)
     }
 
     fn node(&self, i: usize) -> Result<&NodeProcess> {
-        self.nodes
-            .get(i)
-            .with_context(|| format!("no node {i} (the cluster has {})", self.nodes.len()))
+        Ok(self.nodes.process(i)?)
     }
 
     /// Node `i`'s bound HTTP address, as written in its `node.json`.
@@ -319,8 +219,8 @@ impl ProcessCluster {
     /// # Panics
     /// When there is no node `i`.
     pub fn http_addr(&self, i: usize) -> std::net::SocketAddr {
-        match self.node(i).map(|n| n.http_addr) {
-            Ok(Some(a)) => a,
+        match self.nodes.http_addr(i) {
+            Some(a) => a,
             _ => panic!("node {i} has no known HTTP address"),
         }
     }
@@ -330,8 +230,8 @@ impl ProcessCluster {
     /// # Panics
     /// When there is no node `i`.
     pub fn raft_addr(&self, i: usize) -> std::net::SocketAddr {
-        match self.node(i).map(|n| n.raft_addr) {
-            Ok(Some(a)) => a,
+        match self.nodes.raft_addr(i) {
+            Some(a) => a,
             _ => panic!("node {i} has no known Raft address"),
         }
     }
@@ -342,7 +242,7 @@ impl ProcessCluster {
     /// When there is no node `i`.
     pub fn data_dir(&self, i: usize) -> &Path {
         match self.node(i) {
-            Ok(n) => &n.data_dir,
+            Ok(n) => n.data_dir(),
             Err(e) => panic!("{e:#}"),
         }
     }
@@ -368,10 +268,7 @@ impl ProcessCluster {
 
     /// Kills node `i` with SIGKILL and reaps it. Its data directory is kept.
     pub fn kill(&mut self, i: usize) -> Result<()> {
-        self.nodes
-            .get_mut(i)
-            .with_context(|| format!("no node {i}"))?
-            .kill()
+        Ok(self.nodes.kill(i)?)
     }
 
     /// Sends SIGTERM to node `i` and waits up to [`STOP_TIMEOUT`] for it to exit;
@@ -379,9 +276,8 @@ impl ProcessCluster {
     /// returned.
     pub fn stop(&mut self, i: usize) -> Result<ExitStatus> {
         self.nodes
-            .get_mut(i)
-            .with_context(|| format!("no node {i}"))?
-            .stop(STOP_TIMEOUT)
+            .stop(i, STOP_TIMEOUT)
+            .with_context(|| format!("stopping node {}", self.id(i)))
     }
 
     /// Starts node `i` again on its data directory with the same HTTP and Raft
@@ -396,19 +292,7 @@ impl ProcessCluster {
     /// `&[("CAIRN_CRASH_AT", "snapshot.swapped")]` to make the node abort at that named
     /// durable step. A later [`Self::restart`] starts it without them. Does not wait.
     pub fn restart_with_env(&mut self, i: usize, env: &[(&str, &str)]) -> Result<()> {
-        let bin = self.bin.clone();
-        let secret = self.secret.clone();
-        let mut args = self.base_args.clone();
-        let (Some(http), Some(raft)) = (self.node(i)?.http_addr, self.node(i)?.raft_addr) else {
-            bail!("node {} was never started", self.id(i));
-        };
-        let (raft, adv) = self.raft_flags(self.id(i), &raft.to_string())?;
-        args.extend(adv);
-        let node = self
-            .nodes
-            .get_mut(i)
-            .with_context(|| format!("no node {i}"))?;
-        node.spawn_with_env(&bin, &secret, &http.to_string(), &raft, &args, env)
+        Ok(self.nodes.restart_with_env(i, env)?)
     }
 
     /// Waits up to `timeout` for node `i` to exit on its own (say, at a crash point), and
@@ -434,10 +318,7 @@ impl ProcessCluster {
             }
             Ok(Err("still running".to_string()))
         })?;
-        self.nodes
-            .get_mut(i)
-            .with_context(|| format!("no node {i}"))?
-            .forget_exited();
+        self.nodes.process_mut(i)?.forget_exited();
         Ok(status)
     }
 
@@ -454,12 +335,18 @@ impl ProcessCluster {
     /// Prints the tail of every node's log to stderr (the test's captured output).
     pub fn dump_logs(&self) {
         eprintln!("==== cluster directory: {}", self.dir.path().display());
-        for n in &self.nodes {
+        for i in 0..self.nodes.len() {
+            let Ok(n) = self.nodes.process(i) else {
+                continue;
+            };
             eprintln!(
-                "==== node {} ({}), last {FAILURE_LOG_LINES} lines of {}:\n{}",
-                n.id,
-                n.http_addr.map(|a| a.to_string()).unwrap_or_default(),
-                n.stderr_path().display(),
+                "==== {} ({}), last {FAILURE_LOG_LINES} lines of {}:\n{}",
+                n.name(),
+                self.nodes
+                    .http_addr(i)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                n.logs().stderr.display(),
                 n.log_tail(FAILURE_LOG_LINES)
             );
         }
@@ -472,11 +359,7 @@ impl Cluster for ProcessCluster {
     }
 
     fn base(&self, i: usize) -> Result<String> {
-        let node = self.node(i)?;
-        let addr = node
-            .http_addr
-            .with_context(|| format!("node {}'s address is not known yet", node.id))?;
-        Ok(format!("http://{addr}"))
+        Ok(self.nodes.url(i)?)
     }
 
     fn http(&self) -> &HttpClient {
@@ -488,13 +371,11 @@ impl Cluster for ProcessCluster {
     }
 
     fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_expected_running())
-            .collect()
+        self.nodes.running()
     }
 
     fn check_alive(&self, i: usize) -> Result<()> {
-        self.node(i)?.check_alive()
+        Ok(self.node(i)?.check_alive()?)
     }
 }
 
@@ -503,10 +384,20 @@ impl Drop for ProcessCluster {
         if std::thread::panicking() {
             self.dump_logs();
         }
-        for n in &mut self.nodes {
-            if n.is_expected_running() {
-                let _ = n.kill();
-            }
+        for i in self.nodes.running() {
+            let _ = self.nodes.kill(i);
         }
     }
+}
+
+/// The launcher hook that puts node `id`'s Raft listener behind its proxy in `net`: the
+/// node binds its own address on `127.0.0.{10+id}` and advertises its proxy's address.
+fn proxy_hook(net: Arc<ProxyNet>) -> RaftHook {
+    Box::new(move |id, _default| {
+        let a = net.add_node(id).map_err(|e| format!("{e:#}"))?;
+        Ok(RaftAddrs {
+            bind: a.bind.to_string(),
+            advertise: Some(a.advertised.to_string()),
+        })
+    })
 }

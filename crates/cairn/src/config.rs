@@ -1,7 +1,7 @@
 //! `cairn start` settings, from flags, environment variables (`CAIRN_*`) and a TOML file,
 //! in that order of precedence.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -72,17 +72,7 @@ struct FileConfig {
     election_timeout_ms: Option<u64>,
 }
 
-/// What a node records about itself in its data directory (`node.json`), with the
-/// addresses it actually bound.
-#[derive(serde::Serialize, Deserialize, Debug, Clone)]
-pub struct NodeIdentity {
-    /// Node id.
-    pub node_id: u64,
-    /// Bound (or advertised) HTTP address.
-    pub http_addr: String,
-    /// Bound (or advertised) raft address.
-    pub raft_addr: String,
-}
+pub use cairn_launch::NodeIdentity;
 
 /// Settings after merging, with defaults applied.
 #[derive(Debug)]
@@ -97,26 +87,6 @@ pub struct Settings {
     pub bootstrap_expect: Option<usize>,
     pub cluster_secret: Option<String>,
     pub raft: cairn_node::RaftSettings,
-}
-
-/// Reads `node.json` from `data_dir`, if the node ran there before.
-pub fn read_identity(data_dir: &Path) -> anyhow::Result<Option<NodeIdentity>> {
-    let path = data_dir.join("node.json");
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice(&b).with_context(|| format!("reading {}", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Writes `node.json` atomically (write, then rename).
-pub fn write_identity(data_dir: &Path, id: &NodeIdentity) -> anyhow::Result<()> {
-    let tmp = data_dir.join("node.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(id)?)?;
-    std::fs::rename(&tmp, data_dir.join("node.json"))?;
-    Ok(())
 }
 
 impl StartArgs {
@@ -139,7 +109,7 @@ impl StartArgs {
             .data_dir
             .or(file.data_dir)
             .context("--data-dir is required (or CAIRN_DATA_DIR, or data_dir in --config)")?;
-        let known = read_identity(&data_dir)?;
+        let known = NodeIdentity::read(&data_dir)?;
         let node_id = match (self.node_id.or(file.node_id), &known) {
             (Some(id), Some(k)) if id != k.node_id => {
                 bail!(
@@ -222,14 +192,12 @@ mod tests {
     #[test]
     fn data_dir_keeps_its_identity() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_identity(
-            dir.path(),
-            &NodeIdentity {
-                node_id: 3,
-                http_addr: "127.0.0.1:7001".into(),
-                raft_addr: "127.0.0.1:7002".into(),
-            },
-        )
+        NodeIdentity {
+            node_id: 3,
+            http_addr: "127.0.0.1:7001".into(),
+            raft_addr: "127.0.0.1:7002".into(),
+        }
+        .write(dir.path())
         .expect("write identity");
         let s = StartArgs {
             data_dir: Some(dir.path().to_path_buf()),

@@ -1,13 +1,19 @@
 //! `cairn demo`: a local cluster of real `cairn start` processes on 127.0.0.1.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use cairn_launch::{Formation, LaunchOptions, LocalCluster, Ports};
 use clap::Args;
 
-use crate::procs::{stop_all, Proc};
 use crate::start::shutdown_signal;
+
+/// How long the cluster may take to form: every node ready and a voter.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a stopped node may take to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Flags of `cairn demo`.
 #[derive(Args, Debug)]
@@ -21,15 +27,6 @@ pub struct DemoArgs {
     /// Keep the nodes' data here (reused on the next run); a temporary directory otherwise.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-}
-
-/// The demo's nodes; all stopped together when dropped.
-struct Children(Vec<Proc>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        stop_all(&mut self.0);
-    }
 }
 
 /// Runs the demo cluster until SIGINT/SIGTERM.
@@ -66,99 +63,57 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let exe = std::env::current_exe().context("locating the cairn binary")?;
-    let addrs: Vec<(String, String)> = (0..args.nodes)
-        .map(|i| {
-            let http = args.base_port + 2 * i;
-            (
-                format!("127.0.0.1:{http}"),
-                format!("127.0.0.1:{}", http + 1),
-            )
-        })
-        .collect();
-    let join: Vec<String> = addrs.iter().map(|(h, _)| format!("http://{h}")).collect();
-    let mut children = Children(Vec::new());
-    for (i, (http, raft)) in addrs.iter().enumerate() {
-        let dir = root.join(format!("node{}", i + 1));
-        std::fs::create_dir_all(&dir)?;
-        let args = vec![
-            "start".to_string(),
-            "--node-id".into(),
-            (i + 1).to_string(),
-            "--http-addr".into(),
-            http.clone(),
-            "--raft-addr".into(),
-            raft.clone(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--bootstrap-expect".into(),
-            args.nodes.to_string(),
-            "--join".into(),
-            join.join(","),
-        ];
-        let env = vec![("CAIRN_CLUSTER_SECRET".to_string(), secret.clone())];
-        let child = Proc::start(&exe, args, env, dir.join("cairn.log"))
-            .with_context(|| format!("starting node {}", i + 1))?;
-        children.0.push(child);
-    }
+    let opts = LaunchOptions {
+        ports: Ports::Base(args.base_port),
+        stop_on_drop: Some(STOP_GRACE),
+        start_timeout: START_TIMEOUT,
+        ..LaunchOptions::new(usize::from(args.nodes), Formation::BootstrapExpect, secret)
+    };
     println!("Starting {} nodes, data in {}", args.nodes, root.display());
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut roles = Vec::new();
-    loop {
-        roles.clear();
-        for (http_addr, _) in &addrs {
-            let status = http
-                .get(format!("http://{http_addr}/status"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            let v = match status {
-                Ok(r) => r.json::<serde_json::Value>().await.ok(),
-                Err(_) => None,
-            };
-            roles.push(v);
+    let launch_root = root.clone();
+    // The launcher blocks (it polls the nodes with a blocking client): off the runtime.
+    let (cluster, statuses) = tokio::task::spawn_blocking(move || {
+        let mut c = LocalCluster::new(&exe, &launch_root, opts)?;
+        let statuses = c.form()?;
+        Ok::<_, cairn_launch::Error>((c, statuses))
+    })
+    .await?
+    .map_err(|e| match e {
+        cairn_launch::Error::Exited { name, status, log } => {
+            anyhow!("{name} exited with {status}; see {}", log.display())
         }
-        let ready = roles.iter().all(|v| {
-            v.as_ref().is_some_and(|v| {
-                v["raft"]["leader_id"].is_u64()
-                    && v["raft"]["voters"].as_array().map_or(0, Vec::len) == usize::from(args.nodes)
-            })
-        });
-        if ready {
-            break;
-        }
-        for (i, c) in children.0.iter_mut().enumerate() {
-            if let Some(code) = c.exited() {
-                bail!(
-                    "node {} exited with {code}; see {}",
-                    i + 1,
-                    root.join(format!("node{}", i + 1))
-                        .join("cairn.log")
-                        .display()
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the cluster did not become ready within 60 s; logs are in {}",
-                root.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (i, ((http_addr, raft_addr), v)) in addrs.iter().zip(&roles).enumerate() {
-        let state = v
-            .as_ref()
-            .and_then(|v| v["raft"]["state"].as_str())
+        cairn_launch::Error::Timeout { .. } => anyhow!(
+            "the cluster did not become ready within 60 s; logs are in {}",
+            root.display()
+        ),
+        e => anyhow::Error::new(e).context("starting the cluster"),
+    })?;
+    for (i, v) in statuses.iter().enumerate() {
+        let state = v["raft"]["state"]
+            .as_str()
             .unwrap_or("unknown")
             .to_lowercase();
+        let http_addr = cluster
+            .http_addr(i)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let raft_addr = cluster
+            .raft_addr(i)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         println!(
             "node {}  http://{http_addr}  raft {raft_addr}  {state}",
             i + 1
         );
     }
-    let first = &addrs[0].0;
-    let second = &addrs.get(1).unwrap_or(&addrs[0]).0;
+    let addr = |i: usize| {
+        cluster
+            .http_addr(i)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let first = addr(0);
+    let second = if cluster.len() > 1 { addr(1) } else { addr(0) };
     println!("cluster ready: {} nodes, Ctrl-C stops them all", args.nodes);
     println!();
     println!("Try:");
@@ -170,23 +125,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  curl 'http://{first}/status?pretty'");
     tokio::select! {
         _ = shutdown_signal() => {}
-        _ = watch_children(&mut children) => {}
+        _ = watch_children(&cluster) => {}
     }
     println!("stopping the cluster");
-    drop(children);
+    // Stopping waits for the nodes to exit (SIGTERM, then SIGKILL after the grace).
+    tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())
 }
 
-/// Reports children that exit on their own (e.g. killed to try a failover); never returns.
+/// Reports nodes that exit on their own (e.g. killed to try a failover); never returns.
 /// The others keep running: a cluster survives the loss of a minority.
-async fn watch_children(children: &mut Children) {
-    let mut reported = vec![false; children.0.len()];
+async fn watch_children(cluster: &LocalCluster) {
+    let mut reported = vec![false; cluster.len()];
     loop {
-        for (i, c) in children.0.iter_mut().enumerate() {
-            if let Some(code) = c.exited() {
-                if !reported[i] {
+        for (i, done) in reported.iter_mut().enumerate() {
+            let exited = cluster.process(i).ok().and_then(|p| match p.exit_status() {
+                Ok(status) => status.map(|s| s.to_string()),
+                Err(e) => Some(e.to_string()),
+            });
+            if let Some(code) = exited {
+                if !*done {
                     eprintln!("node {} exited with {code}", i + 1);
-                    reported[i] = true;
+                    *done = true;
                 }
             }
         }

@@ -4,7 +4,8 @@
 //! writes to the leader):
 //!
 //! 1. `POST /db/query?db=D` with `SELECT name FROM sqlite_master ...`: does the table exist?
-//! 2. If not, `POST /db/execute?db=D` with `CREATE TABLE "T" (...)`, the column types
+//! 2. If not, `POST /db/execute?db=D` with `CREATE TABLE [T] (...)` (built by `cairn-sql`'s
+//!    builder, as the REST API builds its statements), the column types
 //!    inferred from the file (see [`ColumnType`]).
 //! 3. `POST /db/execute?db=D&transaction` with one parameterized `INSERT` per row, `--batch`
 //!    rows per request. Values are always bound parameters, never spliced into SQL. Each
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cairn_sql::ColumnSpec;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{StatusCode, Url};
@@ -140,11 +142,6 @@ struct Records {
 /// ([`cairn_sql::validate_name`]), so a name the importer accepts is never refused later.
 fn is_valid_identifier(name: &str) -> bool {
     cairn_sql::validate_name(name).is_ok()
-}
-
-/// `name` double-quoted for SQL (valid identifiers hold no quote, but escape anyway).
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Collects column names in first-seen order, refusing invalid names and names that differ
@@ -397,25 +394,36 @@ fn param(v: &Value, ty: ColumnType, source: Source) -> Value {
     }
 }
 
-/// `CREATE TABLE "t" ("a" INTEGER, "b" TEXT)`.
-fn create_table_sql(table: &str, columns: &[String], types: &[ColumnType]) -> String {
-    let cols: Vec<String> = columns
+/// `CREATE TABLE [t] ([a] INTEGER, [b] TEXT)`, built (identifiers validated and quoted)
+/// by `cairn-sql`'s builder, as the REST API builds its statements.
+///
+/// # Errors
+/// An invalid or repeated name, or no columns.
+fn create_table_sql(table: &str, columns: &[String], types: &[ColumnType]) -> Result<String> {
+    let specs: Vec<ColumnSpec> = columns
         .iter()
         .zip(types)
-        .map(|(c, t)| format!("{} {}", quote(c), t.sql()))
+        .map(|(c, t)| ColumnSpec {
+            name: c.clone(),
+            ty: t.sql().to_string(),
+            ..ColumnSpec::default()
+        })
         .collect();
-    format!("CREATE TABLE {} ({})", quote(table), cols.join(", "))
+    Ok(cairn_sql::create_table(table, &specs)
+        .map_err(|e| anyhow!("table {table}: {e}"))?
+        .sql)
 }
 
-/// `INSERT INTO "t" ("a","b") VALUES(?,?)`.
-fn insert_sql(table: &str, columns: &[String]) -> String {
-    let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-    let marks = vec!["?"; columns.len()].join(",");
-    format!(
-        "INSERT INTO {} ({}) VALUES({marks})",
-        quote(table),
-        cols.join(",")
-    )
+/// `INSERT INTO [t] ([a], [b]) VALUES (?, ?)`, built by `cairn-sql`'s builder; each row's
+/// values are bound to it in column order.
+///
+/// # Errors
+/// An invalid name.
+fn insert_sql(table: &str, columns: &[String]) -> Result<String> {
+    let row: Map<String, Value> = columns.iter().map(|c| (c.clone(), Value::Null)).collect();
+    Ok(cairn_sql::insert(table, &row)
+        .map_err(|e| anyhow!("table {table}: {e}"))?
+        .sql)
 }
 
 /// The statements of one batch: `[["INSERT ...", v1, v2, ...], ...]`.
@@ -662,7 +670,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
                 args.file.display()
             );
         }
-        let sql = create_table_sql(&args.table, &records.columns, &types);
+        let sql = create_table_sql(&args.table, &records.columns, &types)?;
         let what = format!("creating table {target}");
         if let Err((_, msg)) = api.execute(&what, &serde_json::json!([sql]), false).await? {
             bail!("{what}: {msg}");
@@ -672,7 +680,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
 
     let total = records.rows.len();
     let bar = progress_bar(total);
-    let sql = insert_sql(&args.table, &records.columns);
+    let sql = insert_sql(&args.table, &records.columns)?;
     let mut done = 0usize;
     for chunk in records.rows.chunks(args.batch.get()) {
         let first = done + 1;
@@ -912,13 +920,15 @@ mod tests {
     fn sql_text() {
         let cols = ["id".to_string(), "name".to_string()];
         assert_eq!(
-            create_table_sql("t", &cols, &[Integer, Text]),
-            r#"CREATE TABLE "t" ("id" INTEGER, "name" TEXT)"#
+            create_table_sql("t", &cols, &[Integer, Text]).expect("valid names"),
+            "CREATE TABLE [t] ([id] INTEGER, [name] TEXT)"
         );
         assert_eq!(
-            insert_sql("t", &cols),
-            r#"INSERT INTO "t" ("id","name") VALUES(?,?)"#
+            insert_sql("t", &cols).expect("valid names"),
+            "INSERT INTO [t] ([id], [name]) VALUES (?, ?)"
         );
+        assert!(create_table_sql("a-b", &cols, &[Integer, Text]).is_err());
+        assert!(insert_sql("t", &["x y".to_string()]).is_err());
     }
 
     #[test]

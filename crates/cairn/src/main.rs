@@ -4,7 +4,6 @@ mod bench;
 mod config;
 mod demo;
 mod import;
-mod procs;
 mod start;
 
 use clap::{Parser, Subcommand};

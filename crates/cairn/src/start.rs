@@ -3,7 +3,7 @@
 use anyhow::Context;
 use cairn_server::{Listeners, ServerConfig};
 
-use crate::config::{write_identity, NodeIdentity, StartArgs};
+use crate::config::{NodeIdentity, StartArgs};
 
 /// Resolves once SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
@@ -36,14 +36,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         raft: s.raft.clone(),
     };
     let handle = cairn_server::serve(listeners, config, shutdown_signal()).await?;
-    write_identity(
-        &s.data_dir,
-        &NodeIdentity {
-            node_id: s.node_id,
-            http_addr: handle.advertised_http().to_string(),
-            raft_addr: handle.advertised_raft().to_string(),
-        },
-    )
+    NodeIdentity {
+        node_id: s.node_id,
+        http_addr: handle.advertised_http().to_string(),
+        raft_addr: handle.advertised_raft().to_string(),
+    }
+    .write(&s.data_dir)
     .context("writing node.json")?;
     handle.wait().await?;
     Ok(())

@@ -1,0 +1,176 @@
+//! `cairn bench`: drives a Cairn cluster, a single SQLite file or an etcd cluster with the
+//! same workload from concurrent clients, and reports throughput and latency percentiles
+//! (HDR histogram). Speed is measured here, never asserted in tests.
+//!
+//! - `drivers.rs`: one client operation per system (Cairn's rqlite API, SQLite alone, etcd).
+//! - `spawn.rs`: local clusters for `--spawn` (Cairn's through `cairn_launch`, etcd's).
+//! - `measure.rs`: the timed run and the failover trials.
+//! - `report.rs`: the one-line table and the JSON objects printed.
+
+mod drivers;
+mod measure;
+mod report;
+mod spawn;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+
+use drivers::Driver;
+use spawn::{spawn_cairn, spawn_etcd, wait_ok};
+
+/// Rows (or keys) loaded before read workloads; reads pick one at random.
+const PRELOAD: u64 = 1000;
+/// Rows per request in the `batch` workload.
+const BATCH_ROWS: usize = 100;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// One single-row INSERT per request: the durable-write path.
+    Insert,
+    /// 100 rows per request, in one transaction.
+    Batch,
+    /// Point reads by primary key at level none, spread over all nodes.
+    ReadNone,
+    /// Point reads at level weak.
+    ReadWeak,
+    /// Point reads at level linearizable.
+    ReadLinearizable,
+    /// 90% weak reads, 10% inserts.
+    Mixed,
+    /// Writes while the leader is killed with SIGKILL: time to the first acknowledged write,
+    /// and whether every acknowledged write survived (needs --spawn).
+    Failover,
+}
+
+/// The system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum System {
+    /// Cairn, through its HTTP API.
+    Cairn,
+    /// One SQLite file (WAL, synchronous=FULL), in this process: what one disk allows
+    /// without replication.
+    Sqlite,
+    /// etcd v3 through its JSON gateway (puts; serializable or linearizable gets).
+    Etcd,
+}
+
+/// Flags of `cairn bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// System to drive.
+    #[arg(long, value_enum, default_value_t = System::Cairn)]
+    pub system: System,
+    /// Nodes' URLs, comma-separated (Cairn: HTTP API; etcd: client URLs).
+    #[arg(long, value_delimiter = ',')]
+    pub addr: Vec<String>,
+    /// Start a local cluster of N nodes in a temporary directory and stop it afterwards
+    /// (etcd needs the `etcd` binary from Debian's etcd-server).
+    #[arg(long)]
+    pub spawn: Option<u16>,
+    /// Workload.
+    #[arg(long, value_enum, default_value_t = Workload::Insert)]
+    pub workload: Workload,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// How long to run each measurement, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Bytes per written value.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Failover trials (the killed node is restarted between them).
+    #[arg(long, default_value_t = 3)]
+    pub trials: u32,
+    /// SQLite file for --system sqlite (a temporary one by default).
+    #[arg(long)]
+    pub sqlite_path: Option<PathBuf>,
+    /// Print one JSON object per run instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cairn bench`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.clients.max(16))
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let value = "x".repeat(args.value_size);
+    let mut spawned = match (args.system, args.spawn) {
+        (System::Cairn, Some(n)) => Some(spawn_cairn(n).await?),
+        (System::Etcd, Some(n)) => Some(spawn_etcd(n, &http).await?),
+        _ => None,
+    };
+    let urls: Vec<String> = match &spawned {
+        Some(s) => s.urls.clone(),
+        None => args
+            .addr
+            .iter()
+            .map(|a| {
+                if a.starts_with("http") {
+                    a.clone()
+                } else {
+                    format!("http://{a}")
+                }
+            })
+            .collect(),
+    };
+    let tmp = tempfile::tempdir()?;
+    let driver = match args.system {
+        System::Sqlite => Driver::Sqlite {
+            path: args
+                .sqlite_path
+                .clone()
+                .unwrap_or_else(|| tmp.path().join("bench.sqlite")),
+        },
+        System::Cairn | System::Etcd if urls.is_empty() => bail!("give --addr or --spawn"),
+        System::Cairn => Driver::Cairn {
+            http: http.clone(),
+            urls: Arc::new(urls.clone()),
+        },
+        System::Etcd => Driver::Etcd {
+            http: http.clone(),
+            urls: Arc::new(urls.clone()),
+        },
+    };
+    let reads = matches!(
+        args.workload,
+        Workload::ReadNone | Workload::ReadWeak | Workload::ReadLinearizable | Workload::Mixed
+    );
+    driver.setup(&value, reads).await?;
+    if matches!(args.system, System::Cairn) && reads {
+        // Reads at level none on followers need the preloaded rows applied there too.
+        for u in &urls {
+            wait_ok(
+                &http,
+                &format!("{u}/readyz?sync"),
+                "a replica catching up",
+                Duration::from_secs(30),
+            )
+            .await?;
+        }
+    }
+    if args.workload == Workload::Failover {
+        let Some(s) = spawned.as_mut() else {
+            bail!("the failover workload needs --spawn N")
+        };
+        return measure::failover(args.system, &args, &driver, s, &http, &value).await;
+    }
+    let r = measure::measure(&driver, &args, &value).await?;
+    report::print_run(&args, &r);
+    if let Some(s) = spawned.as_mut() {
+        s.stop_all().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! What a run measured and how it is printed: one line of text, or one JSON object per run
+//! with `--json`.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use super::{BenchArgs, System, Workload, BATCH_ROWS};
+
+/// What one run measured.
+pub(super) struct Report {
+    /// Operations that succeeded.
+    pub(super) ops: u64,
+    /// Operations that failed.
+    pub(super) errors: u64,
+    /// How long the run took.
+    pub(super) elapsed: Duration,
+    /// Latency of the successful operations, in microseconds.
+    pub(super) hist: Histogram<u64>,
+}
+
+pub(super) fn report_json(args: &BenchArgs, r: &Report) -> Value {
+    let ms = |q: f64| r.hist.value_at_quantile(q) as f64 / 1000.0;
+    let rows = if args.workload == Workload::Batch {
+        BATCH_ROWS as u64
+    } else {
+        1
+    };
+    json!({
+        "system": format!("{:?}", args.system).to_lowercase(),
+        "workload": format!("{:?}", args.workload),
+        "clients": args.clients,
+        "value_size": args.value_size,
+        "duration_s": r.elapsed.as_secs_f64(),
+        "ops": r.ops,
+        "errors": r.errors,
+        "ops_per_s": r.ops as f64 / r.elapsed.as_secs_f64(),
+        "rows_per_s": (r.ops * rows) as f64 / r.elapsed.as_secs_f64(),
+        "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99),
+        "max_ms": r.hist.max() as f64 / 1000.0,
+    })
+}
+
+/// Prints one run: its JSON object with `--json`, one line of text otherwise.
+pub(super) fn print_run(args: &BenchArgs, r: &Report) {
+    let j = report_json(args, r);
+    if args.json {
+        println!("{j}");
+    } else {
+        println!(
+            "{} {:?} clients={} value={}B: {:.0} ops/s ({:.0} rows/s), p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+            j["system"].as_str().unwrap_or(""),
+            args.workload,
+            args.clients,
+            args.value_size,
+            j["ops_per_s"].as_f64().unwrap_or(0.0),
+            j["rows_per_s"].as_f64().unwrap_or(0.0),
+            j["p50_ms"].as_f64().unwrap_or(0.0),
+            j["p90_ms"].as_f64().unwrap_or(0.0),
+            j["p99_ms"].as_f64().unwrap_or(0.0),
+            j["max_ms"].as_f64().unwrap_or(0.0),
+            r.errors
+        );
+    }
+}
+
+/// Prints the failover trials: the time from each kill to the first acknowledged write,
+/// and how many acknowledged writes survived.
+pub(super) fn print_failover(
+    system: System,
+    args: &BenchArgs,
+    times: &[Duration],
+    acknowledged: usize,
+    lost: usize,
+) {
+    let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let j = json!({
+        "system": format!("{system:?}").to_lowercase(),
+        "workload": "Failover",
+        "clients": args.clients,
+        "trials": args.trials,
+        "first_ack_ms": ms,
+        "max_first_ack_ms": ms.iter().cloned().fold(0.0, f64::max),
+        "acknowledged_writes": acknowledged,
+        "lost_writes": lost,
+    });
+    if args.json {
+        println!("{j}");
+    } else {
+        println!("{} failover: first acknowledged write after {:?} ms; {} acknowledged writes, {lost} lost", j["system"].as_str().unwrap_or(""), ms.iter().map(|m| m.round()).collect::<Vec<_>>(), acknowledged);
+    }
+}

@@ -1,0 +1,221 @@
+//! Local clusters for `--spawn N`: Cairn's through [`cairn_launch`] (the launcher `cairn
+//! demo` and the tests use too), etcd's from the `etcd` binary, both supervised by
+//! [`cairn_launch::NodeProcess`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_launch::{
+    free_ports, stop_all, Formation, LaunchOptions, LocalCluster, LogFiles, NodeProcess,
+};
+use serde_json::{json, Value};
+
+use super::System;
+
+/// How long a spawned node may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The processes of a spawned cluster.
+enum Nodes {
+    /// `cairn start` processes, launched and supervised by [`LocalCluster`].
+    Cairn(LocalCluster),
+    /// etcd members.
+    Etcd(Vec<NodeProcess>),
+}
+
+/// A spawned local cluster, stopped when dropped (SIGTERM, then SIGKILL after 10 s).
+pub(super) struct Spawned {
+    nodes: Nodes,
+    /// The nodes' client URLs, `http://127.0.0.1:PORT`, in node order.
+    pub(super) urls: Vec<String>,
+    /// Holds the nodes' directories; declared after `nodes`, so removed after they stop.
+    _dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// SIGKILLs node `i` (0-based) and reaps it.
+    pub(super) fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        match &mut self.nodes {
+            Nodes::Cairn(c) => c.kill(i)?,
+            Nodes::Etcd(procs) => procs.get_mut(i).context("no such member")?.kill()?,
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again on its data directory with the same ports.
+    pub(super) fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        match &mut self.nodes {
+            Nodes::Cairn(c) => c.restart_with_env(i, &[])?,
+            Nodes::Etcd(procs) => procs.get_mut(i).context("no such member")?.respawn()?,
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every node at once, then up to 10 s for each before SIGKILL; waits on a
+    /// blocking thread.
+    pub(super) async fn stop_all(&mut self) {
+        let nodes = std::mem::replace(&mut self.nodes, Nodes::Etcd(Vec::new()));
+        let stopped = tokio::task::spawn_blocking(move || {
+            let mut nodes = nodes;
+            match &mut nodes {
+                Nodes::Cairn(c) => c.stop_all(STOP_GRACE),
+                Nodes::Etcd(procs) => stop_all(procs.iter_mut(), STOP_GRACE),
+            }
+            nodes
+        })
+        .await;
+        if let Ok(nodes) = stopped {
+            self.nodes = nodes;
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // `LocalCluster` stops its nodes on drop by itself (`stop_on_drop`).
+        if let Nodes::Etcd(procs) = &mut self.nodes {
+            stop_all(procs.iter_mut(), STOP_GRACE);
+        }
+    }
+}
+
+pub(super) async fn wait_ok(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(1)).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{what} not ready within {timeout:?}")
+}
+
+/// Starts `n` Cairn nodes of this binary on OS-chosen ports by `--join` and waits until
+/// every node is ready and a voter.
+pub(super) async fn spawn_cairn(n: u16) -> anyhow::Result<Spawned> {
+    let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir()?;
+    let exe = std::env::current_exe()?;
+    let root = dir.path().to_path_buf();
+    let opts = LaunchOptions {
+        stop_on_drop: Some(STOP_GRACE),
+        ..LaunchOptions::new(usize::from(n), Formation::Join, "bench-secret")
+    };
+    // The launcher polls with a blocking client: off the runtime.
+    let cluster = tokio::task::spawn_blocking(move || LocalCluster::launch(&exe, &root, opts))
+        .await?
+        .context("starting the Cairn cluster")?;
+    Ok(Spawned {
+        urls: cluster.urls(),
+        nodes: Nodes::Cairn(cluster),
+        _dir: dir,
+    })
+}
+
+pub(super) async fn spawn_etcd(n: u16, http: &reqwest::Client) -> anyhow::Result<Spawned> {
+    let exe =
+        which("etcd").context("the etcd binary is not installed (apt-get install etcd-server)")?;
+    let dir = tempfile::Builder::new().prefix("etcd-bench-").tempdir()?;
+    let free = free_ports(2 * usize::from(n))?;
+    let ports: Vec<(u16, u16)> = free.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+    let cluster: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("e{}=http://127.0.0.1:{peer}", i + 1))
+        .collect();
+    let mut procs = Vec::new();
+    let mut urls = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let d = dir.path().join(format!("e{}", i + 1));
+        let args = vec![
+            format!("--name=e{}", i + 1),
+            format!("--data-dir={}", d.display()),
+            format!("--listen-client-urls=http://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-cluster={}", cluster.join(",")),
+            "--initial-cluster-state=new".into(),
+            "--initial-cluster-token=bench".into(),
+        ];
+        let log = LogFiles::combined(dir.path().join(format!("e{}.log", i + 1)));
+        // etcd creates its own data directory (with the permissions it wants); the
+        // supervisor's directory is only where it would look for a node.json.
+        let mut member =
+            NodeProcess::new(format!("etcd e{}", i + 1), dir.path().to_path_buf(), log)?;
+        member.spawn(
+            &exe,
+            &args,
+            &[("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)],
+        )?;
+        procs.push(member);
+        urls.push(format!("http://127.0.0.1:{client}"));
+    }
+    for u in &urls {
+        wait_ok(
+            http,
+            &format!("{u}/health"),
+            "etcd",
+            Duration::from_secs(60),
+        )
+        .await?;
+    }
+    Ok(Spawned {
+        nodes: Nodes::Etcd(procs),
+        urls,
+        _dir: dir,
+    })
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+/// Index of the current leader among the spawned nodes.
+pub(super) async fn find_leader(
+    system: System,
+    http: &reqwest::Client,
+    s: &Spawned,
+    skip: Option<usize>,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for (i, u) in s.urls.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
+            let req = match system {
+                System::Cairn => http.get(format!("{u}/status")),
+                _ => http
+                    .post(format!("{u}/v3/maintenance/status"))
+                    .json(&json!({})),
+            };
+            let Ok(resp) = req.timeout(Duration::from_secs(1)).send().await else {
+                continue;
+            };
+            let Ok(v) = resp.json::<Value>().await else {
+                continue;
+            };
+            let is_leader = match system {
+                System::Cairn => v["raft"]["state"] == "Leader",
+                _ => v["leader"].is_string() && v["leader"] == v["header"]["member_id"],
+            };
+            if is_leader {
+                return Ok(i);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("no leader found")
+}
