@@ -421,3 +421,79 @@ impl RaftStateMachine<C> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_sql::{EntryContext, Statement};
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+    use openraft::type_config::alias::EntryOf;
+
+    fn open(dir: &Path) -> (Arc<Store>, StateMachine) {
+        let store = Arc::new(Store::open(&dir.join("sm")).expect("store"));
+        let sm = StateMachine::open(store.clone(), &dir.join("snapshots")).expect("sm");
+        (store, sm)
+    }
+
+    fn execute(index: u64, sql: &str) -> EntryOf<C> {
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, index),
+            Command::Execute {
+                db: cairn_sql::DEFAULT_DATABASE.to_string(),
+                stmts: vec![Statement::new(sql)],
+                transaction: false,
+                ctx: EntryContext::default(),
+                request_id: None,
+            },
+        )
+    }
+
+    /// `#[tokio::test]` runs on a current-thread runtime, where `block_in_place` panics:
+    /// applying, building a snapshot and installing it must not need a multi-thread one.
+    #[tokio::test]
+    async fn applies_snapshots_and_installs_on_a_current_thread_runtime() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let (store, mut sm) = open(a.path());
+        let entries = vec![
+            Ok((execute(1, "CREATE TABLE t (v)"), None)),
+            Ok((execute(2, "INSERT INTO t VALUES (7)"), None)),
+        ];
+        sm.apply(futures::stream::iter(entries))
+            .await
+            .expect("apply");
+        assert_eq!(
+            sm.applied_state().await.expect("state").0,
+            Some(log_id::<C>(1, 1, 2))
+        );
+        assert_eq!(
+            store
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            2
+        );
+
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        let b = tempfile::tempdir().expect("tempdir");
+        let (store_b, mut sm_b) = open(b.path());
+        sm_b.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(
+            sm_b.applied_state().await.expect("state").0,
+            Some(log_id::<C>(1, 1, 2))
+        );
+        assert_eq!(
+            store_b
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            2,
+            "the installed snapshot holds the applied entries"
+        );
+    }
+}
