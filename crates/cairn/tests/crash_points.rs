@@ -22,7 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 const THRESHOLD: u64 = 20;
 /// Entries written while a follower is down: enough for the leader to snapshot and purge
 /// past it several times.
-const ROWS: u64 = 80;
+const ROWS: u64 = 50;
 
 /// How long a node started with a crash point may take to reach it and exit.
 const CRASH_TIMEOUT: Duration = CATCH_UP_TIMEOUT;
