@@ -1,6 +1,17 @@
 //! What goes into the Raft log, and what applying it returns.
+//!
+//! # Format version
+//! A [`Command`] is encoded (in the log, in `AppendEntries`, in a forwarded write) as a pair
+//! `(version, body)`: [`COMMAND_FORMAT_VERSION`], then the command's variant and fields. A
+//! node decoding a command of any other version refuses it (a logged error naming the
+//! version, and a decode error) instead of reading its fields with the wrong layout: a
+//! follower refuses the `AppendEntries` that carries it, and a node whose own log holds one
+//! stops its Raft there (see `log_store.rs`), so nothing at or after it is applied. A new
+//! layout takes a new version number; a node that knows both decodes both.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use cairn_sql::{EntryContext, Statement, StatementResult};
 
@@ -30,7 +41,11 @@ impl std::fmt::Display for NodeAddr {
 /// One replicated operation. Every replica applies the same commands in log order, to the
 /// same result: the statements run in the SQL sandbox with the entry's [`EntryContext`]
 /// (time, random seed, work budget), assigned by the leader when it proposes the entry.
+///
+/// Serialized as `(COMMAND_FORMAT_VERSION, body)` (see the module docs); the derived
+/// `remote = "Self"` functions below encode the body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub enum Command {
     /// A batch of statements on one database (rqlite's execute or request).
     Execute {
@@ -91,6 +106,71 @@ pub enum Command {
     },
 }
 
+/// The format version of [`Command`]'s encoding that this node writes, and the only one it
+/// reads.
+pub const COMMAND_FORMAT_VERSION: u16 = 1;
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// The body: the derived encoding of the variant and its fields.
+        struct Body<'a>(&'a Command);
+        impl Serialize for Body<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                Command::serialize(self.0, s)
+            }
+        }
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&COMMAND_FORMAT_VERSION)?;
+        t.serialize_element(&Body(self))?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_tuple(2, VersionedVisitor)
+    }
+}
+
+/// Reads `(version, body)`, refusing an unknown version before it reads the body.
+struct VersionedVisitor;
+
+impl<'de> Visitor<'de> for VersionedVisitor {
+    type Value = Command;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a command: (format version, body)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+        /// The body of a version-1 command.
+        struct BodyV1;
+        impl<'de> DeserializeSeed<'de> for BodyV1 {
+            type Value = Command;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Command, D::Error> {
+                Command::deserialize(d)
+            }
+        }
+        let version: u16 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        if version != COMMAND_FORMAT_VERSION {
+            // Logged here because some formats (postcard) drop a custom error's text.
+            tracing::error!(
+                version,
+                supported = COMMAND_FORMAT_VERSION,
+                "refusing a command of an unknown format version"
+            );
+            return Err(de::Error::custom(format!(
+                "command format version {version} is unknown to this node (it reads version \
+                 {COMMAND_FORMAT_VERSION})"
+            )));
+        }
+        seq.next_element_seed(BodyV1)?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))
+    }
+}
+
 impl Command {
     /// Sets the entry context of a command that runs SQL (the leader does, when it
     /// proposes it).
@@ -116,8 +196,9 @@ impl Command {
             .unwrap_or(usize::MAX)
     }
 
-    /// Bytes a [`Command::Queued`] entry needs besides its requests: the variant tag, the
-    /// length of the list (a varint) and the entry's context (three varints).
+    /// Bytes a [`Command::Queued`] entry needs besides its requests: the format version and
+    /// the variant tag, the length of the list (a varint) and the entry's context (three
+    /// varints).
     pub const QUEUED_OVERHEAD: usize = 64;
 
     /// The encoded size, in bytes, of one queued request `(db, stmts, transaction)` inside a
@@ -198,4 +279,97 @@ pub struct Response {
     pub results: Vec<StatementResult>,
     /// Set when the command failed as a whole.
     pub error: Option<CommandError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_sql::Params;
+
+    fn commands() -> Vec<Command> {
+        let ctx = EntryContext {
+            time_ms: 1_700_000_000_123,
+            seed: 42,
+            step_budget: 7,
+        };
+        vec![
+            Command::Execute {
+                db: "main".into(),
+                stmts: vec![
+                    Statement::new("CREATE TABLE t (v)"),
+                    Statement {
+                        sql: "INSERT INTO t VALUES (?)".into(),
+                        params: Params::Positional(vec![cairn_sql::Value::Integer(5)]),
+                    },
+                ],
+                transaction: true,
+                ctx,
+                request_id: Some("key-1".into()),
+            },
+            Command::Queued {
+                batches: vec![("main".into(), vec![Statement::new("SELECT 1")], false)],
+                ctx,
+            },
+            Command::Load {
+                db: "main".into(),
+                bytes: vec![0, 1, 2, 255],
+            },
+            Command::DropDatabase { name: "x".into() },
+        ]
+    }
+
+    #[test]
+    fn a_command_round_trips_with_its_format_version_first() {
+        for cmd in commands() {
+            let bytes = postcard::to_allocvec(&cmd).expect("encode");
+            assert_eq!(
+                bytes.first(),
+                Some(&1u8),
+                "the version (a postcard varint) leads"
+            );
+            assert_eq!(
+                bytes.len(),
+                cmd.encoded_size(),
+                "encoded_size counts the envelope"
+            );
+            let back: Command = postcard::from_bytes(&bytes).expect("decode");
+            assert_eq!(back, cmd);
+            let json = serde_json::to_value(&cmd).expect("json");
+            assert_eq!(json[0], 1, "the version leads in JSON too: {json}");
+            let back: Command = serde_json::from_value(json).expect("decode json");
+            assert_eq!(back, cmd);
+        }
+    }
+
+    #[test]
+    fn a_command_of_an_unknown_format_version_is_refused() {
+        for cmd in commands() {
+            let mut bytes = postcard::to_allocvec(&cmd).expect("encode");
+            // Version 2 with the very same body: it must not be read as version 1.
+            bytes[0] = 2;
+            assert!(postcard::from_bytes::<Command>(&bytes).is_err());
+            let mut json = serde_json::to_value(&cmd).expect("json");
+            json[0] = serde_json::json!(2);
+            let err = serde_json::from_value::<Command>(json).expect_err("version 2 is refused");
+            assert!(
+                err.to_string()
+                    .contains("command format version 2 is unknown"),
+                "the error names the version: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_command_is_refused() {
+        for cmd in commands() {
+            let bytes = postcard::to_allocvec(&cmd).expect("encode");
+            for len in 0..bytes.len() {
+                assert!(
+                    postcard::from_bytes::<Command>(&bytes[..len]).is_err(),
+                    "{cmd}: the first {len} of {} bytes do not decode",
+                    bytes.len()
+                );
+            }
+        }
+    }
 }

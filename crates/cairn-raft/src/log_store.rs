@@ -12,7 +12,16 @@
 //!   earlier non-durable commit durable too: redb's documented rule) and fires them all.
 //!   Many appends, one fsync: group commit;
 //! - votes are committed with `Durability::Immediate` directly (rare, and a vote must be
-//!   on disk before the node answers a vote request: Raft §5.2, Figure 2 "persistent state").
+//!   on disk before the node answers a vote request: Raft §5.2, Figure 2 "persistent state");
+//! - every entry is stored as one format-version byte ([`LOG_FORMAT_VERSION`]) followed by
+//!   its postcard encoding (whose command carries its own version, see `command.rs`). A
+//!   record of another version, or one that does not decode exactly (truncated, trailing
+//!   bytes), is refused with an error naming the index and the version: openraft then
+//!   stops this node's Raft (a storage error is fatal), so nothing at or after it is
+//!   applied, and nothing is misread.
+//!
+//! Crash points (`cairn_sql::crash`, test builds only) sit around each durable write:
+//! `log.append.*`, `log.flush.*`, `vote.save.*`, `log.truncate.*`, `log.purge.*`.
 //!
 //! One `LogStore` serves one Raft group; the table names carry the group id so that
 //! several groups can share a redb file later.
@@ -24,6 +33,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use cairn_sql::crash::crash_point;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
@@ -65,6 +75,41 @@ fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     serde_json::from_slice(b).map_err(io_err)
+}
+
+/// The format of a stored log entry: this byte, then the entry's postcard encoding. A
+/// different first byte is a format this node does not know.
+pub(crate) const LOG_FORMAT_VERSION: u8 = 1;
+
+fn encode_entry(e: &EntryOf<C>) -> io::Result<Vec<u8>> {
+    postcard::to_extend(e, vec![LOG_FORMAT_VERSION]).map_err(io_err)
+}
+
+/// Decodes the record stored at `index`, refusing (with a logged error) one of an unknown
+/// format version or one that is not exactly one entry.
+fn decode_entry(index: u64, b: &[u8]) -> io::Result<EntryOf<C>> {
+    let refuse = |why: String| {
+        tracing::error!(index, "refusing to read the log entry: {why}");
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("log entry {index}: {why}"),
+        )
+    };
+    match b.split_first() {
+        Some((&LOG_FORMAT_VERSION, rest)) => match postcard::take_from_bytes::<EntryOf<C>>(rest) {
+            Ok((e, [])) if e.index() == index => Ok(e),
+            Ok((e, [])) => Err(refuse(format!("the record holds entry {}", e.index()))),
+            Ok((_, tail)) => Err(refuse(format!("{} bytes after the entry", tail.len()))),
+            Err(e) => Err(refuse(format!(
+                "cannot decode format version {LOG_FORMAT_VERSION}: {e} (truncated or corrupt, \
+                 or a command of an unknown format version)"
+            ))),
+        },
+        Some((v, _)) => Err(refuse(format!(
+            "format version {v}, this node reads version {LOG_FORMAT_VERSION} only"
+        ))),
+        None => Err(refuse("empty record".to_string())),
+    }
 }
 
 impl LogStore {
@@ -169,6 +214,7 @@ fn flusher(
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         seq += 1;
+        crash_point("log.flush.before");
         let result = (|| -> Result<(), String> {
             let mut tx = db.begin_write().map_err(|e| e.to_string())?;
             tx.set_durability(Durability::Immediate);
@@ -179,6 +225,9 @@ fn flusher(
             }
             tx.commit().map_err(|e| e.to_string())
         })();
+        if result.is_ok() {
+            crash_point("log.flush.after");
+        }
         for cb in batch {
             cb.io_completed(result.clone().map_err(io::Error::other));
         }
@@ -217,8 +266,8 @@ impl RaftLogReader<C> for LogStore {
         .map_err(io_err)?;
         let mut out = Vec::new();
         for item in iter {
-            let (_, v) = item.map_err(io_err)?;
-            out.push(decode(v.value())?);
+            let (k, v) = item.map_err(io_err)?;
+            out.push(decode_entry(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -236,7 +285,7 @@ impl RaftLogStorage<C> for LogStore {
         let tx = self.inner.db.begin_read().map_err(io_err)?;
         let t = tx.open_table(self.inner.logs).map_err(io_err)?;
         let last = match t.last().map_err(io_err)? {
-            Some((_, v)) => Some(decode::<EntryOf<C>>(v.value())?.log_id()),
+            Some((k, v)) => Some(decode_entry(k.value(), v.value())?.log_id()),
             None => last_purged,
         };
         Ok(LogState {
@@ -250,7 +299,10 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
-        self.put_meta(KEY_VOTE, vote, Durability::Immediate)
+        crash_point("vote.save.before");
+        self.put_meta(KEY_VOTE, vote, Durability::Immediate)?;
+        crash_point("vote.save.after");
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
@@ -270,16 +322,18 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        crash_point("log.append.before");
         let mut tx = self.inner.db.begin_write().map_err(io_err)?;
         tx.set_durability(Durability::None);
         {
             let mut t = tx.open_table(self.inner.logs).map_err(io_err)?;
             for e in entries {
-                let bytes = encode(&e)?;
+                let bytes = encode_entry(&e)?;
                 t.insert(e.index(), bytes.as_slice()).map_err(io_err)?;
             }
         }
         tx.commit().map_err(io_err)?;
+        crash_point("log.append.after");
         self.inner
             .flush_tx
             .send(callback)
@@ -288,17 +342,21 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let from = last_log_id.as_ref().map(|l| l.index() + 1).unwrap_or(0);
+        crash_point("log.truncate.before");
         let mut tx = self.inner.db.begin_write().map_err(io_err)?;
         tx.set_durability(Durability::Immediate);
         {
             let mut t = tx.open_table(self.inner.logs).map_err(io_err)?;
             t.retain_in(from.., |_, _| false).map_err(io_err)?;
         }
-        tx.commit().map_err(io_err)
+        tx.commit().map_err(io_err)?;
+        crash_point("log.truncate.after");
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
         let bytes = encode(&Some(log_id))?;
+        crash_point("log.purge.before");
         let mut tx = self.inner.db.begin_write().map_err(io_err)?;
         tx.set_durability(Durability::Immediate);
         {
@@ -308,6 +366,106 @@ impl RaftLogStorage<C> for LogStore {
             t.retain_in(..=log_id.index(), |_, _| false)
                 .map_err(io_err)?;
         }
-        tx.commit().map_err(io_err)
+        tx.commit().map_err(io_err)?;
+        crash_point("log.purge.after");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Command;
+    use openraft::testing::log_id;
+
+    fn normal(index: u64) -> EntryOf<C> {
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, index),
+            Command::CreateDatabase {
+                name: format!("db{index}"),
+            },
+        )
+    }
+
+    /// Writes `bytes` as the record of `index`, bypassing the encoder.
+    fn put_raw(store: &LogStore, index: u64, bytes: &[u8]) {
+        let tx = store.inner.db.begin_write().expect("begin");
+        {
+            let mut t = tx.open_table(store.inner.logs).expect("table");
+            t.insert(index, bytes).expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+
+    fn open() -> (tempfile::TempDir, LogStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LogStore::open(&dir.path().join("log.redb"), 0).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_record_round_trips_behind_its_format_version() {
+        let e = normal(3);
+        let bytes = encode_entry(&e).expect("encode");
+        assert_eq!(bytes.first(), Some(&LOG_FORMAT_VERSION));
+        assert_eq!(decode_entry(3, &bytes).expect("decode"), e);
+    }
+
+    #[test]
+    fn a_record_that_is_not_exactly_one_entry_is_refused() {
+        let bytes = encode_entry(&normal(3)).expect("encode");
+        for len in 0..bytes.len() {
+            assert!(
+                decode_entry(3, &bytes[..len]).is_err(),
+                "a record cut to {len} of {} bytes is refused",
+                bytes.len()
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_entry(3, &longer).is_err(), "trailing bytes");
+        assert!(
+            decode_entry(4, &bytes).is_err(),
+            "stored under another index"
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_of_an_unknown_format_version_are_refused_not_misread() {
+        let (_dir, mut store) = open();
+        let good = encode_entry(&normal(1)).expect("encode");
+        put_raw(&store, 1, &good);
+
+        // The same entry under log format version 2.
+        let mut v2 = encode_entry(&normal(2)).expect("encode");
+        v2[0] = 2;
+        put_raw(&store, 2, &v2);
+        let err = store
+            .try_get_log_entries(1..3)
+            .await
+            .expect_err("a range holding a version-2 record is refused");
+        assert!(
+            err.to_string().contains("format version 2"),
+            "the error names the version: {err}"
+        );
+        assert_eq!(
+            store.try_get_log_entries(1..2).await.expect("read"),
+            vec![normal(1)]
+        );
+
+        // Log format 1 holding a command of format version 2: the command's version is the
+        // byte after the record's version, the entry's log id and payload tag.
+        let mut cmd_v2 = encode_entry(&normal(2)).expect("encode");
+        let cmd =
+            postcard::to_allocvec(&Command::CreateDatabase { name: "db2".into() }).expect("encode");
+        let at = cmd_v2.len() - cmd.len();
+        assert_eq!(&cmd_v2[at..], cmd.as_slice(), "the command ends the record");
+        cmd_v2[at] = 2;
+        put_raw(&store, 2, &cmd_v2);
+        assert!(store.try_get_log_entries(2..3).await.is_err());
+        assert!(
+            store.get_log_state().await.is_err(),
+            "the last entry is refused too"
+        );
     }
 }

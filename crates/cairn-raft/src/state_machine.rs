@@ -11,6 +11,10 @@
 //! - A snapshot is taken on the state machine's own task (in `get_snapshot_builder`), so no
 //!   entry is applied while it is written: its contents are exactly those of its
 //!   `last_log_id`.
+//! - SQLite work is blocking: it runs on tokio's blocking pool (`spawn_blocking`), one entry
+//!   at a time, awaited before the next entry is taken, so the order of applying is the
+//!   log's and the runtime may be single- or multi-threaded. (No `block_in_place`, which
+//!   needs a multi-threaded runtime.)
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -83,12 +87,12 @@ impl StateMachine {
         })
     }
 
-    fn save_state(&self) -> io::Result<()> {
-        let applied = serde_json::to_vec(&self.last_applied).map_err(io_err)?;
-        let membership = serde_json::to_vec(&self.membership).map_err(io_err)?;
-        self.store
-            .set_meta(&[(KEY_APPLIED, &applied), (KEY_MEMBERSHIP, &membership)])
-            .map_err(io_err)
+    /// The encoded `last_applied` and membership, as [`save_state`] stores them.
+    fn state(&self) -> io::Result<State> {
+        Ok(State {
+            applied: serde_json::to_vec(&self.last_applied).map_err(io_err)?,
+            membership: serde_json::to_vec(&self.membership).map_err(io_err)?,
+        })
     }
 
     fn meta(&self) -> SnapshotMetaOf<C> {
@@ -96,108 +100,6 @@ impl StateMachine {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
         }
-    }
-
-    /// Applies one command. `Ok` is the command's outcome, the same on every replica
-    /// (a failed statement or a missing database included); `Err` is a failure of this
-    /// replica (I/O, a lock) after which nothing of the entry was kept.
-    fn apply_command(
-        &self,
-        index: u64,
-        cmd: &Command,
-        proposer: bool,
-    ) -> Result<Response, cairn_sql::Error> {
-        let s = &self.store;
-        let outcome: Result<Vec<cairn_sql::StatementResult>, cairn_sql::Error> = match cmd {
-            Command::Execute {
-                db,
-                stmts,
-                transaction,
-                ctx,
-                request_id,
-            } => s.apply_execute(index, ctx, db, stmts, *transaction, request_id.as_deref()),
-            Command::Queued { batches, ctx } => {
-                // Group by database (each file is independent), keeping each database's
-                // batches in their queued order; the entry's index is recorded once per file.
-                let mut by_db: Vec<(&str, Vec<Batch<'_>>)> = Vec::new();
-                for (db, stmts, transaction) in batches {
-                    match by_db.iter_mut().find(|(d, _)| d == db) {
-                        Some((_, list)) => list.push((stmts, *transaction)),
-                        None => by_db.push((db, vec![(stmts, *transaction)])),
-                    }
-                }
-                let mut all = Vec::new();
-                for (db, list) in by_db {
-                    match s.apply_batches(index, ctx, db, &list) {
-                        Ok(r) => all.extend(r.into_iter().flatten()),
-                        Err(e) if e.is_local() => return Err(e),
-                        Err(e) => all.push(cairn_sql::StatementResult::error(
-                            cairn_sql::ErrorCode::SqlError,
-                            e.to_string(),
-                        )),
-                    }
-                }
-                Ok(all)
-            }
-            Command::Script { db, sql, ctx } => s.apply_script(index, ctx, db, sql),
-            Command::Load { db, bytes } => s.apply_load(index, db, bytes).map(|_| Vec::new()),
-            // Only the leader that proposed a read has a client to answer; a read changes
-            // nothing, so the others skip it.
-            Command::Query { db, stmts, ctx } if proposer => {
-                return Ok(match s.query_in_log(ctx, db, stmts) {
-                    Ok(results) => Response {
-                        results,
-                        error: None,
-                    },
-                    Err(e) => Response {
-                        results: Vec::new(),
-                        error: Some(CommandError::from(e)),
-                    },
-                })
-            }
-            Command::Query { .. } => Ok(Vec::new()),
-            Command::CreateDatabase { name } => s.create_database(index, name).map(|_| Vec::new()),
-            Command::DropDatabase { name } => s.drop_database(name).map(|_| Vec::new()),
-        };
-        match outcome {
-            Ok(results) => Ok(Response {
-                results,
-                error: None,
-            }),
-            Err(e) if e.is_local() => Err(e),
-            Err(e) => Ok(Response {
-                results: Vec::new(),
-                error: Some(CommandError::from(e)),
-            }),
-        }
-    }
-
-    /// Applies `cmd`, retrying while this replica fails locally (fail-stop: an entry is
-    /// never answered with, or skipped for, a failure of this node's own). Gives up, and
-    /// stops the state machine, after [`LOCAL_RETRY_LIMIT`].
-    fn apply_until_done(&self, index: u64, cmd: &Command, proposer: bool) -> io::Result<Response> {
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(10);
-        for attempt in 1u32.. {
-            match self.apply_command(index, cmd, proposer) {
-                Ok(r) => {
-                    if attempt > 1 {
-                        tracing::info!(index, attempt, "entry applied after local failures");
-                    }
-                    return Ok(r);
-                }
-                Err(e) if started.elapsed() >= LOCAL_RETRY_LIMIT => {
-                    tracing::error!(index, error = %e, "applying the entry keeps failing; stopping");
-                    return Err(io_err(e));
-                }
-                Err(e) => {
-                    tracing::warn!(index, attempt, error = %e, "applying the entry failed on this node; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
-        Err(io::Error::other("retry loop ended"))
     }
 
     fn current_snapshot_record(&self) -> io::Result<Option<SnapshotRecord>> {
@@ -208,32 +110,163 @@ impl StateMachine {
         }
     }
 
-    /// Records `file` (inside the snapshot directory) as the current snapshot and deletes
-    /// older snapshot files.
-    fn set_current_snapshot(&self, meta: &SnapshotMetaOf<C>, file: &str) -> io::Result<()> {
-        let rec = SnapshotRecord {
-            meta: meta.clone(),
-            file: file.to_string(),
-        };
-        let tmp = self.snapshot_dir.join("current.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&rec).map_err(io_err)?)?;
-        std::fs::rename(&tmp, self.snapshot_dir.join(CURRENT_SNAPSHOT))?;
-        for entry in std::fs::read_dir(&self.snapshot_dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.ends_with(".snap") && name != file {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        Ok(())
-    }
-
     fn snapshot_file_name(meta: &SnapshotMetaOf<C>) -> String {
         match &meta.last_log_id {
             Some(l) => format!("snapshot-{}-{}.snap", l.leader_id.term, l.index),
             None => "snapshot-0-0.snap".to_string(),
         }
     }
+}
+
+/// Applies one command. `Ok` is the command's outcome, the same on every replica
+/// (a failed statement or a missing database included); `Err` is a failure of this
+/// replica (I/O, a lock) after which nothing of the entry was kept.
+fn apply_command(
+    s: &Store,
+    index: u64,
+    cmd: &Command,
+    proposer: bool,
+) -> Result<Response, cairn_sql::Error> {
+    let outcome: Result<Vec<cairn_sql::StatementResult>, cairn_sql::Error> = match cmd {
+        Command::Execute {
+            db,
+            stmts,
+            transaction,
+            ctx,
+            request_id,
+        } => s.apply_execute(index, ctx, db, stmts, *transaction, request_id.as_deref()),
+        Command::Queued { batches, ctx } => {
+            // Group by database (each file is independent), keeping each database's
+            // batches in their queued order; the entry's index is recorded once per file.
+            let mut by_db: Vec<(&str, Vec<Batch<'_>>)> = Vec::new();
+            for (db, stmts, transaction) in batches {
+                match by_db.iter_mut().find(|(d, _)| d == db) {
+                    Some((_, list)) => list.push((stmts, *transaction)),
+                    None => by_db.push((db, vec![(stmts, *transaction)])),
+                }
+            }
+            let mut all = Vec::new();
+            for (db, list) in by_db {
+                match s.apply_batches(index, ctx, db, &list) {
+                    Ok(r) => all.extend(r.into_iter().flatten()),
+                    Err(e) if e.is_local() => return Err(e),
+                    Err(e) => all.push(cairn_sql::StatementResult::error(
+                        cairn_sql::ErrorCode::SqlError,
+                        e.to_string(),
+                    )),
+                }
+            }
+            Ok(all)
+        }
+        Command::Script { db, sql, ctx } => s.apply_script(index, ctx, db, sql),
+        Command::Load { db, bytes } => s.apply_load(index, db, bytes).map(|_| Vec::new()),
+        // Only the leader that proposed a read has a client to answer; a read changes
+        // nothing, so the others skip it.
+        Command::Query { db, stmts, ctx } if proposer => {
+            return Ok(match s.query_in_log(ctx, db, stmts) {
+                Ok(results) => Response {
+                    results,
+                    error: None,
+                },
+                Err(e) => Response {
+                    results: Vec::new(),
+                    error: Some(CommandError::from(e)),
+                },
+            })
+        }
+        Command::Query { .. } => Ok(Vec::new()),
+        Command::CreateDatabase { name } => s.create_database(index, name).map(|_| Vec::new()),
+        Command::DropDatabase { name } => s.drop_database(name).map(|_| Vec::new()),
+    };
+    match outcome {
+        Ok(results) => Ok(Response {
+            results,
+            error: None,
+        }),
+        Err(e) if e.is_local() => Err(e),
+        Err(e) => Ok(Response {
+            results: Vec::new(),
+            error: Some(CommandError::from(e)),
+        }),
+    }
+}
+
+/// Applies `cmd`, retrying while this replica fails locally (fail-stop: an entry is
+/// never answered with, or skipped for, a failure of this node's own). Gives up, and
+/// stops the state machine, after [`LOCAL_RETRY_LIMIT`].
+fn apply_until_done(
+    store: &Store,
+    index: u64,
+    cmd: &Command,
+    proposer: bool,
+) -> io::Result<Response> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(10);
+    for attempt in 1u32.. {
+        match apply_command(store, index, cmd, proposer) {
+            Ok(r) => {
+                if attempt > 1 {
+                    tracing::info!(index, attempt, "entry applied after local failures");
+                }
+                return Ok(r);
+            }
+            Err(e) if started.elapsed() >= LOCAL_RETRY_LIMIT => {
+                tracing::error!(index, error = %e, "applying the entry keeps failing; stopping");
+                return Err(io_err(e));
+            }
+            Err(e) => {
+                tracing::warn!(index, attempt, error = %e, "applying the entry failed on this node; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    Err(io::Error::other("retry loop ended"))
+}
+
+/// Records `file` (inside the snapshot directory `dir`) as the current snapshot and deletes
+/// older snapshot files.
+fn set_current_snapshot(dir: &Path, meta: &SnapshotMetaOf<C>, file: &str) -> io::Result<()> {
+    let rec = SnapshotRecord {
+        meta: meta.clone(),
+        file: file.to_string(),
+    };
+    let tmp = dir.join("current.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&rec).map_err(io_err)?)?;
+    std::fs::rename(&tmp, dir.join(CURRENT_SNAPSHOT))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".snap") && name != file {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// The state machine's saved state, encoded: `last_applied` and the membership.
+struct State {
+    applied: Vec<u8>,
+    membership: Vec<u8>,
+}
+
+/// Saves `state` durably in the store's `state.sqlite`.
+fn save_state(store: &Store, state: &State) -> io::Result<()> {
+    store
+        .set_meta(&[
+            (KEY_APPLIED, &state.applied),
+            (KEY_MEMBERSHIP, &state.membership),
+        ])
+        .map_err(io_err)
+}
+
+/// Runs blocking SQLite or file work on tokio's blocking pool and waits for it.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_err(format!("the state machine's blocking task failed: {e}")))?
 }
 
 /// Hands openraft a snapshot that was already written on the state machine's task.
@@ -274,12 +307,14 @@ impl RaftStateMachine<C> for StateMachine {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(cmd) => {
                     let proposer = responder.is_some();
-                    tokio::task::block_in_place(|| self.apply_until_done(index, &cmd, proposer))?
+                    let store = self.store.clone();
+                    blocking(move || apply_until_done(&store, index, &cmd, proposer)).await?
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     self.last_applied = Some(entry.log_id);
-                    self.save_state()?;
+                    let (store, state) = (self.store.clone(), self.state()?);
+                    blocking(move || save_state(&store, &state)).await?;
                     Response::default()
                 }
             };
@@ -295,12 +330,20 @@ impl RaftStateMachine<C> for StateMachine {
         let meta = self.meta();
         let name = Self::snapshot_file_name(&meta);
         let path = self.snapshot_dir.join(&name);
-        let result = tokio::task::block_in_place(|| -> io::Result<()> {
-            self.store.write_snapshot(&path).map_err(io_err)?;
-            self.store.checkpoint().map_err(io_err)?;
-            self.save_state()?;
-            self.set_current_snapshot(&meta, &name)
-        });
+        let result = match self.state() {
+            Ok(state) => {
+                let (store, dir) = (self.store.clone(), self.snapshot_dir.clone());
+                let (meta, name, path) = (meta.clone(), name.clone(), path.clone());
+                blocking(move || {
+                    store.write_snapshot(&path).map_err(io_err)?;
+                    store.checkpoint().map_err(io_err)?;
+                    save_state(&store, &state)?;
+                    set_current_snapshot(&dir, &meta, &name)
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => match tokio::fs::File::open(&path).await {
                 Ok(file) => SnapshotBuilder {
@@ -339,26 +382,28 @@ impl RaftStateMachine<C> for StateMachine {
             out.sync_all().await?;
         }
         tokio::fs::rename(&tmp, &path).await?;
-        tokio::task::block_in_place(|| -> io::Result<()> {
+        let (store, dir, owned_meta) =
+            (self.store.clone(), self.snapshot_dir.clone(), meta.clone());
+        blocking(move || {
             // The snapshot is recorded first: openraft purges the log up to it, and at
             // start-up it installs a current snapshot newer than the applied state, so a
             // crash after this line is repaired by installing it again. The databases and
             // the applied state then switch together, in one rename (see
             // `Store::restore_snapshot`).
-            self.set_current_snapshot(meta, &name)?;
+            set_current_snapshot(&dir, &owned_meta, &name)?;
             cairn_sql::crash::crash_point("snapshot.recorded");
-            let applied = serde_json::to_vec(&meta.last_log_id).map_err(io_err)?;
-            let membership = serde_json::to_vec(&meta.last_membership).map_err(io_err)?;
-            self.store
+            let applied = serde_json::to_vec(&owned_meta.last_log_id).map_err(io_err)?;
+            let membership = serde_json::to_vec(&owned_meta.last_membership).map_err(io_err)?;
+            store
                 .restore_snapshot(
                     &path,
                     &[(KEY_APPLIED, &applied), (KEY_MEMBERSHIP, &membership)],
                 )
-                .map_err(io_err)?;
-            self.last_applied = meta.last_log_id;
-            self.membership = meta.last_membership.clone();
-            Ok(())
-        })?;
+                .map_err(io_err)
+        })
+        .await?;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
@@ -374,5 +419,81 @@ impl RaftStateMachine<C> for StateMachine {
             meta: rec.meta,
             snapshot: file,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_sql::{EntryContext, Statement};
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+    use openraft::type_config::alias::EntryOf;
+
+    fn open(dir: &Path) -> (Arc<Store>, StateMachine) {
+        let store = Arc::new(Store::open(&dir.join("sm")).expect("store"));
+        let sm = StateMachine::open(store.clone(), &dir.join("snapshots")).expect("sm");
+        (store, sm)
+    }
+
+    fn execute(index: u64, sql: &str) -> EntryOf<C> {
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, index),
+            Command::Execute {
+                db: cairn_sql::DEFAULT_DATABASE.to_string(),
+                stmts: vec![Statement::new(sql)],
+                transaction: false,
+                ctx: EntryContext::default(),
+                request_id: None,
+            },
+        )
+    }
+
+    /// `#[tokio::test]` runs on a current-thread runtime, where `block_in_place` panics:
+    /// applying, building a snapshot and installing it must not need a multi-thread one.
+    #[tokio::test]
+    async fn applies_snapshots_and_installs_on_a_current_thread_runtime() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let (store, mut sm) = open(a.path());
+        let entries = vec![
+            Ok((execute(1, "CREATE TABLE t (v)"), None)),
+            Ok((execute(2, "INSERT INTO t VALUES (7)"), None)),
+        ];
+        sm.apply(futures::stream::iter(entries))
+            .await
+            .expect("apply");
+        assert_eq!(
+            sm.applied_state().await.expect("state").0,
+            Some(log_id::<C>(1, 1, 2))
+        );
+        assert_eq!(
+            store
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            2
+        );
+
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        let b = tempfile::tempdir().expect("tempdir");
+        let (store_b, mut sm_b) = open(b.path());
+        sm_b.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(
+            sm_b.applied_state().await.expect("state").0,
+            Some(log_id::<C>(1, 1, 2))
+        );
+        assert_eq!(
+            store_b
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            2,
+            "the installed snapshot holds the applied entries"
+        );
     }
 }

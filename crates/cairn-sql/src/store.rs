@@ -576,7 +576,10 @@ impl Store {
     /// # Errors
     /// [`Error::Sqlite`].
     pub fn set_meta(&self, pairs: &[(&str, &[u8])]) -> Result<(), Error> {
-        write_meta(&mut lock(&self.current).meta, pairs)
+        crash_point("sm.applied.before");
+        write_meta(&mut lock(&self.current).meta, pairs)?;
+        crash_point("sm.applied.after");
+        Ok(())
     }
 
     /// Checkpoints every database's WAL into its main file (which SQLite fsyncs), so that
@@ -748,13 +751,23 @@ fn remove_stale_generations(root: &Path, keep: &Path) -> Result<(), Error> {
 
 fn finish<T>(w: &Db, r: Result<T, Error>) -> Result<T, Error> {
     match r {
-        Ok(v) => match w.exec("COMMIT") {
-            Ok(()) => Ok(v),
-            Err(e) => {
+        Ok(v) => {
+            crash_point("sm.commit.before");
+            if let Err(e) = crate::crash::fault("sm.commit") {
                 let _ = w.exec("ROLLBACK");
-                Err(e)
+                return Err(e.into());
             }
-        },
+            match w.exec("COMMIT") {
+                Ok(()) => {
+                    crash_point("sm.commit.after");
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = w.exec("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
         Err(e) => {
             let _ = w.exec("ROLLBACK");
             Err(e)
