@@ -39,7 +39,9 @@ pub struct ClusterOptions {
     pub formation: Formation,
     /// `--snapshot-threshold`: log entries between snapshots. Default: the server's.
     pub snapshot_threshold: Option<u64>,
-    /// `--cluster-secret` shared by every node. Default `"test-secret"`.
+    /// The cluster secret shared by every node (given to each process as
+    /// `CAIRN_CLUSTER_SECRET`, so that it does not show in the process list). Default
+    /// `"test-secret"`.
     pub cluster_secret: String,
     /// Put every node's Raft traffic behind a fault-injecting proxy ([`ProxyNet`], see
     /// [`ProcessCluster::proxies`]): the node with ID `k` binds its Raft listener on
@@ -259,7 +261,7 @@ impl ProcessCluster {
         self.proxies.clone()
     }
 
-    /// The `--cluster-secret` every node was started with.
+    /// The cluster secret every node was started with.
     pub fn secret(&self) -> &str {
         &self.secret
     }
