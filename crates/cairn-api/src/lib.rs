@@ -5,9 +5,12 @@ mod cluster;
 mod databases;
 mod error;
 mod flags;
+#[cfg(test)]
+mod handler_tests;
 mod rest;
 mod rqlite;
 mod seeds;
+mod service;
 
 use std::sync::Arc;
 
@@ -21,8 +24,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use cairn_sql::ErrorCode;
+pub use error::{ApiError, ErrorBody};
 pub use flags::Flags;
+pub use service::{BoxFuture, Service};
 
 /// Largest request body accepted, in bytes (a `/db/load` file included): twice
 /// [`cairn_raft::MAX_ENTRY_BYTES`] (32 MiB), because JSON spells values in up to about twice
@@ -34,8 +39,8 @@ pub const MAX_BODY_BYTES: usize = 2 * cairn_raft::MAX_ENTRY_BYTES;
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// The node this API serves.
-    pub node: Arc<Node>,
+    /// The node this API serves, behind the [`Service`] boundary.
+    pub service: Arc<dyn Service>,
 }
 
 #[derive(OpenApi)]
@@ -107,8 +112,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().into_openapi()
 }
 
-/// The complete public router.
+/// The complete public router, serving `node`.
 pub fn router(node: Arc<Node>) -> Router {
+    router_for(node)
+}
+
+/// The complete public router over any [`Service`] (a node, or a fake in tests).
+pub fn router_for(service: Arc<dyn Service>) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     let api = Arc::new(api);
     routes
@@ -123,7 +133,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::map_response(version_header))
-        .with_state(AppState { node })
+        .with_state(AppState { service })
 }
 
 /// Every response carries the node's version under rqlite's header name
@@ -138,7 +148,7 @@ async fn version_header(mut resp: Response) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+    ApiError::of(ErrorCode::NoRoute, "no such route")
 }
 
 /// axum's own rejections (oversized body, bad query string, wrong method) are plain text;
@@ -157,12 +167,12 @@ async fn json_rejections(resp: Response) -> Response {
         return resp;
     }
     let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::NOT_FOUND => "no_route",
-        s if s.is_client_error() => "bad_request",
-        _ => "internal",
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::NOT_FOUND => ErrorCode::NoRoute,
+        s if s.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
     };
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
         .await
@@ -176,7 +186,7 @@ async fn json_rejections(resp: Response) -> Response {
     ApiError::new(status, code, msg).into_response()
 }
 
-/// A JSON response, indented when `pretty`.
+/// A JSON response, indented when `pretty` (handlers call it through [`Flags::json`]).
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize, pretty: bool) -> Response {
     let text = if pretty {
         serde_json::to_string_pretty(body)
@@ -210,5 +220,48 @@ mod tests {
             );
         }
         assert!(paths.len() >= 35, "{} paths", paths.len());
+    }
+
+    /// README.md's "Error codes" table lists exactly the codes of [`ErrorCode`], each with
+    /// the status [`ErrorCode::http_status`] gives.
+    #[test]
+    fn readme_lists_every_error_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md is readable");
+        let section = readme
+            .split("\n### Error codes\n")
+            .nth(1)
+            .expect("README.md has a ### Error codes section");
+        let section = section.split("\n#").next().unwrap_or(section);
+        let mut listed: Vec<(String, u16)> = Vec::new();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells[1].trim_matches('`').to_string();
+            let status: u16 = cells[2]
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no status in {line:?}"));
+            listed.push((code, status));
+        }
+        let mut expected: Vec<(String, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), c.http_status()))
+            .collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected);
+    }
+
+    /// The OpenAPI document shows the error code as an enum of every code.
+    #[test]
+    fn openapi_error_code_is_an_enum() {
+        let api = serde_json::to_value(openapi()).expect("serializes");
+        let values = api["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(values.len(), ErrorCode::ALL.len(), "{values:?}");
+        assert!(values.contains(&serde_json::json!("constraint_violation")));
     }
 }

@@ -6,22 +6,19 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
-use cairn_node::NodeError;
 use cairn_sql::{
-    ColumnSpec, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
+    ColumnSpec, ErrorCode, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::flags::Flags;
-use crate::{json_response, AppState};
-
-type Pairs = Query<Vec<(String, String)>>;
+use crate::AppState;
 
 /// Rows returned when a request gives no `limit`.
 pub const DEFAULT_LIMIT: u64 = 1000;
@@ -50,36 +47,14 @@ const RESERVED: &[&str] = &[
     "group_by",
 ];
 
-/// Maps a SQLite error message from a statement slot to an API error with a stable code.
-pub(crate) fn sql_error(msg: &str) -> ApiError {
-    let (status, code) = if msg.starts_with("no such table") {
-        (StatusCode::NOT_FOUND, "table_not_found")
-    } else if msg.contains("no such column") || msg.contains("has no column named") {
-        (StatusCode::NOT_FOUND, "column_not_found")
-    } else if msg.contains("already exists") {
-        (StatusCode::CONFLICT, "already_exists")
-    } else if msg.contains("constraint failed") {
-        (StatusCode::CONFLICT, "constraint_violation")
-    } else {
-        (StatusCode::BAD_REQUEST, "sql_error")
-    };
-    ApiError::new(status, code, msg)
-}
-
-/// Fails with the first statement error, if any.
+/// Fails with the first statement error, if any, answered with the code SQLite's result
+/// code gives (`table_not_found`, `constraint_violation`, ...; see
+/// [`cairn_sql::StatementError::api_code`]) and that code's status.
 pub(crate) fn check(results: Vec<StatementResult>) -> Result<Vec<StatementResult>, ApiError> {
-    if let Some(e) = results.iter().find_map(StatementResult::err) {
-        use cairn_sql::ErrorCode as C;
-        let status = match e.code {
-            C::SqlError => return Err(sql_error(&e.message)),
-            C::NotAuthorized => StatusCode::FORBIDDEN,
-            C::QueryTimeout => StatusCode::GATEWAY_TIMEOUT,
-            C::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            C::BudgetExceeded | C::MultipleStatements | C::BadParameter => StatusCode::BAD_REQUEST,
-        };
-        return Err(ApiError::new(status, e.code.as_str(), e.message.clone()));
+    match results.iter().find_map(StatementResult::err) {
+        Some(e) => Err(ApiError::from(e)),
+        None => Ok(results),
     }
-    Ok(results)
 }
 
 /// Runs writes as one atomic batch through the leader.
@@ -89,7 +64,7 @@ pub(crate) async fn write(
     stmts: Vec<Statement>,
     timeout: Duration,
 ) -> Result<Vec<StatementResult>, ApiError> {
-    check(state.node.execute(db, stmts, true, timeout).await?)
+    check(state.service.execute(db, stmts, true, timeout).await?)
 }
 
 /// Runs reads at the flags' level.
@@ -101,7 +76,7 @@ pub(crate) async fn read(
 ) -> Result<Vec<Rows>, ApiError> {
     let results = check(
         state
-            .node
+            .service
             .query(db, stmts, flags.level, flags.freshness, flags.timeout)
             .await?,
     )?;
@@ -152,7 +127,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 }
 
 pub(crate) fn sql_err(e: cairn_sql::Error) -> ApiError {
-    ApiError::from(NodeError::from(e))
+    ApiError::from(e)
 }
 
 /// The columns of a new table: a list of column objects, a list of names (untyped
@@ -252,10 +227,9 @@ pub(crate) async fn create_table_in(
 pub async fn create_table(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: CreateTable = parse_json(&body)?;
     let cols = req.columns.specs()?;
     create_table_in(
@@ -268,7 +242,7 @@ pub async fn create_table(
     )
     .await?;
     let body = serde_json::json!({"database": db, "table": req.name, "columns": cols});
-    Ok(json_response(StatusCode::CREATED, &body, flags.pretty))
+    Ok(flags.json(StatusCode::CREATED, &body))
 }
 
 /// The columns of `table` (`pragma_table_info`), or `None` when it does not exist.
@@ -410,19 +384,17 @@ pub(crate) async fn table_names(
 pub async fn list_tables(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let mut tables = Vec::new();
     for t in table_names(&state, &db, &flags).await? {
         if let Some(d) = describe(&state, &db, &t, &flags).await? {
             tables.push(d);
         }
     }
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
         &serde_json::json!({"database": db, "tables": tables}),
-        flags.pretty,
     ))
 }
 
@@ -434,15 +406,14 @@ pub async fn list_tables(
 pub async fn get_database(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     // Existence and tables are read at the request's level (on the leader by default), so
     // a database created through this node is visible here at once; the size is this
     // replica's file.
     let names = table_names(&state, &db, &flags).await?;
     let size = state
-        .node
+        .service
         .databases()
         .into_iter()
         .find(|(n, _)| *n == db)
@@ -455,15 +426,11 @@ pub async fn get_database(
         }
     }
     let body = serde_json::json!({"name": db, "size_bytes": size, "tables": tables});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 fn table_not_found(table: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "table_not_found",
-        format!("no such table: {table}"),
-    )
+    ApiError::of(ErrorCode::TableNotFound, format!("no such table: {table}"))
 }
 
 /// `GET /v1/databases/{db}/tables/{table}`: columns and row count.
@@ -474,13 +441,12 @@ fn table_not_found(table: &str) -> ApiError {
 pub async fn get_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let d = describe(&state, &db, &table, &flags)
         .await?
         .ok_or_else(|| table_not_found(&table))?;
-    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &d))
 }
 
 /// `DELETE /v1/databases/{db}/tables/{table}`: drop the table.
@@ -491,19 +457,14 @@ pub async fn get_table(
 pub async fn drop_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
         cairn_sql::quote_ident(&table).map_err(sql_err)?
     ));
     write(&state, &db, vec![stmt], flags.timeout).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"dropped": table}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &serde_json::json!({"dropped": table})))
 }
 
 /// Body of `PATCH /v1/databases/{db}/tables/{table}`: one change.
@@ -536,10 +497,9 @@ pub struct RenameColumn {
 pub async fn alter_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: AlterTable = parse_json(&body)?;
     let t = cairn_sql::quote_ident(&table).map_err(sql_err)?;
     let sql = match (&req.add_column, &req.rename_column) {
@@ -569,7 +529,7 @@ pub async fn alter_table(
     let d = describe(&state, &db, &table, &flags)
         .await?
         .ok_or_else(|| table_not_found(&table))?;
-    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &d))
 }
 
 /// Inserts rows given as JSON objects in one atomic batch; returns `(ids, count)`.
@@ -635,16 +595,14 @@ pub(crate) fn row_objects(
 pub async fn insert(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let rows = row_objects(parse_json(&body)?)?;
     let (ids, n) = insert_rows(&state, &db, &table, &rows, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
         &serde_json::json!({"inserted": n, "ids": ids}),
-        flags.pretty,
     ))
 }
 
@@ -737,20 +695,19 @@ fn decode_cursor(c: &str) -> Result<u64, ApiError> {
 pub async fn search(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let limit = number(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    let limit = number(&flags.pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let offset = match param(&pairs, "cursor") {
+    let offset = match param(&flags.pairs, "cursor") {
         Some(c) => decode_cursor(c)?,
-        None => number(&pairs, "offset")?.unwrap_or(0),
+        None => number(&flags.pairs, "offset")?.unwrap_or(0),
     };
-    let order_by = list_param(&pairs, "order_by")
+    let order_by = list_param(&flags.pairs, "order_by")
         .into_iter()
         .map(|c| match c.strip_prefix('-') {
             Some(c) => (c.to_string(), true),
@@ -759,8 +716,8 @@ pub async fn search(
         .collect();
     let sel = cairn_sql::Select {
         table: table.clone(),
-        columns: list_param(&pairs, "columns"),
-        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+        columns: list_param(&flags.pairs, "columns"),
+        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
         order_by,
         // One row more than asked tells whether there is a next page.
         limit: Some(limit + 1),
@@ -780,7 +737,7 @@ pub async fn search(
         None
     };
     let body = serde_json::json!({"rows": out, "count": out.len(), "next": next});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// The WHERE clause of an update or delete: filters from the query string, or refusal
@@ -789,9 +746,8 @@ fn guarded_filter(pairs: &[(String, String)]) -> Result<Fragment, ApiError> {
     let f = filters(pairs)?;
     let all = param(pairs, "all").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     if f.is_empty() && !all {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "filter_required",
+        return Err(ApiError::of(
+            ErrorCode::FilterRequired,
             "refusing to change every row: give a filter, or all=true",
         ));
     }
@@ -818,19 +774,14 @@ pub struct UpdateRows {
 pub async fn update(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: UpdateRows = parse_json(&body)?;
-    let filter = guarded_filter(&pairs)?;
+    let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::update(&table, &req.set, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"updated": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &serde_json::json!({"updated": n})))
 }
 
 /// `DELETE /v1/databases/{db}/tables/{table}/rows?<filters>`: delete matching rows.
@@ -844,17 +795,12 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let filter = guarded_filter(&pairs)?;
+    let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::delete(&table, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"deleted": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &serde_json::json!({"deleted": n})))
 }
 
 /// `GET /v1/databases/{db}/tables/{table}/aggregate`: count, sum, avg, min, max, grouped.
@@ -874,24 +820,23 @@ pub async fn delete(
 pub async fn aggregate(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let a = cairn_sql::Aggregate {
         table,
-        count: param(&pairs, "count").map(|c| {
+        count: param(&flags.pairs, "count").map(|c| {
             if c.is_empty() {
                 "*".to_string()
             } else {
                 c.to_string()
             }
         }),
-        sum: list_param(&pairs, "sum"),
-        avg: list_param(&pairs, "avg"),
-        min: list_param(&pairs, "min"),
-        max: list_param(&pairs, "max"),
-        group_by: list_param(&pairs, "group_by"),
-        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+        sum: list_param(&flags.pairs, "sum"),
+        avg: list_param(&flags.pairs, "avg"),
+        min: list_param(&flags.pairs, "min"),
+        max: list_param(&flags.pairs, "max"),
+        group_by: list_param(&flags.pairs, "group_by"),
+        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
     };
     let stmt = cairn_sql::aggregate(&a).map_err(sql_err)?;
     let rows = read(&state, &db, vec![stmt], &flags)
@@ -899,9 +844,5 @@ pub async fn aggregate(
         .into_iter()
         .next()
         .unwrap_or_default();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"rows": objects(&rows)}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &serde_json::json!({"rows": objects(&rows)})))
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_node::{Level, LoadPayload};
@@ -12,9 +12,7 @@ use cairn_sql::{Statement, StatementResult};
 
 use crate::error::ApiError;
 use crate::flags::Flags;
-use crate::{json_response, AppState};
-
-type Pairs = Query<Vec<(String, String)>>;
+use crate::AppState;
 
 /// Parses a statement batch: a JSON array, or with `Content-Type: text/plain` one SQL
 /// statement.
@@ -50,7 +48,7 @@ fn results_response(flags: &Flags, results: &[StatementResult], start: Instant) 
         results: cairn_sql::RenderedAll(results, flags.encoding()),
         time: flags.timings.then(|| start.elapsed().as_secs_f64()),
     };
-    json_response(StatusCode::OK, &body, flags.pretty)
+    flags.json(StatusCode::OK, &body)
 }
 
 /// Header carrying a client's request id: a write retried with the same id applies once
@@ -71,7 +69,7 @@ async fn write(
 ) -> Result<Vec<StatementResult>, ApiError> {
     let id = request_id(headers)?;
     Ok(state
-        .node
+        .service
         .execute_once(&flags.db, stmts, flags.transaction, id, flags.timeout)
         .await?)
 }
@@ -104,11 +102,11 @@ fn redirect_to_leader(
     flags: &Flags,
     uri: &OriginalUri,
 ) -> Result<Option<Response>, ApiError> {
-    if !flags.redirect || state.node.is_leader() {
+    if !flags.redirect || state.service.is_leader() {
         return Ok(None);
     }
     let leader = state
-        .node
+        .service
         .leader()
         .ok_or_else(|| ApiError::from(cairn_node::NodeError::NoLeader))?;
     let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -130,24 +128,23 @@ fn redirect_to_leader(
     responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader", body = crate::error::ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
     if flags.queue {
         let seq = state
-            .node
+            .service
             .enqueue(&flags.db, stmts, flags.transaction, flags.timeout)
             .await?;
         if flags.wait {
-            state.node.wait_queue(seq, flags.timeout).await?;
+            state.service.wait_queue(seq, flags.timeout).await?;
         }
         let body = serde_json::json!({"results": [], "sequence_number": seq});
-        return Ok(json_response(StatusCode::OK, &body, flags.pretty));
+        return Ok(flags.json(StatusCode::OK, &body));
     }
     if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
         return Ok(r);
@@ -163,13 +160,12 @@ pub async fn execute(
     responses((status = 200, description = "{\"results\": [{\"columns\",\"types\",\"values\"}]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader or stale read", body = crate::error::ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = if flags.q.is_empty() {
         if body.is_empty() {
             return Err(ApiError::bad_request(
@@ -186,7 +182,7 @@ pub async fn query(
         }
     }
     let results = state
-        .node
+        .service
         .query(
             &flags.db,
             stmts,
@@ -206,15 +202,14 @@ pub async fn query(
     responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn request(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
-    let read_only = state.node.all_read_only(&flags.db, &stmts)?;
+    let read_only = state.service.all_read_only(&flags.db, &stmts)?;
     if !read_only || flags.level != Level::None {
         if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
             return Ok(r);
@@ -222,7 +217,7 @@ pub async fn request(
     }
     let results = if read_only {
         state
-            .node
+            .service
             .query(
                 &flags.db,
                 stmts,
@@ -242,16 +237,12 @@ pub async fn request(
 #[utoipa::path(get, path = "/db/backup", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)"), ("fmt" = Option<String>, Query, description = "sql for a text dump")),
     responses((status = 200, description = "The SQLite file, or a SQL dump", content_type = "application/octet-stream"), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
-pub async fn backup(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
+pub async fn backup(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     if flags.fmt.as_deref() == Some("sql") {
-        let dump = state.node.dump_sql(&flags.db).await?;
+        let dump = state.service.dump_sql(&flags.db).await?;
         return Ok(([(header::CONTENT_TYPE, "application/sql")], dump).into_response());
     }
-    let bytes = state.node.backup(&flags.db).await?;
+    let bytes = state.service.backup(&flags.db).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -273,10 +264,9 @@ pub async fn backup(
     responses((status = 200, description = "Loaded", body = serde_json::Value), (status = 400, description = "Not a database or a failing script; nothing changed", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn load(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "empty body: send a SQLite file or a SQL script",
@@ -290,9 +280,12 @@ pub async fn load(
         })?;
         LoadPayload::Script(text)
     };
-    let results = state.node.load(&flags.db, payload, flags.timeout).await?;
+    let results = state
+        .service
+        .load(&flags.db, payload, flags.timeout)
+        .await?;
     let enc = flags.encoding();
     let body =
         serde_json::json!({"results": results.iter().map(|r| r.to_json(enc)).collect::<Vec<_>>()});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }

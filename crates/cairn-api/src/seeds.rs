@@ -17,18 +17,16 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use cairn_sql::{Filter, Fragment, Op, Statement, Value};
+use cairn_sql::{ErrorCode, Filter, Fragment, Op, Statement, Value};
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::rest::{self, objects};
-use crate::{json_response, AppState};
-
-type Pairs = Query<Vec<(String, String)>>;
+use crate::AppState;
 
 fn body_json(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
     if body.is_empty() {
@@ -59,13 +57,7 @@ fn required(
 ) -> Result<String, ApiError> {
     field(body, pairs, key)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_field",
-                format!("missing field {key:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::of(ErrorCode::MissingField, format!("missing field {key:?}")))
 }
 
 fn object(body: &Map<String, Json>, key: &str) -> Result<Map<String, Json>, ApiError> {
@@ -74,9 +66,8 @@ fn object(body: &Map<String, Json>, key: &str) -> Result<Map<String, Json>, ApiE
         Some(other) => Err(ApiError::bad_request(format!(
             "{key:?} must be an object, got {other}"
         ))),
-        None => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
+        None => Err(ApiError::of(
+            ErrorCode::MissingField,
             format!("missing field {key:?}"),
         )),
     }
@@ -94,12 +85,12 @@ fn eq_filter(map: &Map<String, Json>) -> Result<Fragment, ApiError> {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-    cairn_sql::where_clause(&filters).map_err(|e| ApiError::from(cairn_node::NodeError::from(e)))
+    cairn_sql::where_clause(&filters).map_err(ApiError::from)
 }
 
 fn condition(cond: &str) -> Result<Fragment, ApiError> {
     cairn_sql::parse_condition(cond)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_condition", e.to_string()))
+        .map_err(|e| ApiError::of(ErrorCode::BadCondition, e.to_string()))
 }
 
 async fn select_rows(
@@ -144,22 +135,20 @@ async fn changed(
               (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
 pub async fn create_table_001(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let table = required(&b, &pairs, "table_name")?;
+    let table = required(&b, &flags.pairs, "table_name")?;
     let cols: rest::ColumnsInput =
         serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
             ApiError::bad_request("\"columns\" must be a list of names or an object of name: type")
         })?;
     let cols = cols.specs()?;
     rest::create_table_in(&state, &flags.db, &table, &cols, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
         &json!({"status": "created", "table": table}),
-        flags.pretty,
     ))
 }
 
@@ -172,14 +161,13 @@ pub async fn create_table_001(
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn insert(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
     let data = object(&b, "data")?;
     let (db, table, extra) = if b.contains_key("table_name") {
-        let table = required(&b, &pairs, "table_name")?;
+        let table = required(&b, &flags.pairs, "table_name")?;
         (
             flags.db.clone(),
             table,
@@ -187,20 +175,19 @@ pub async fn insert(
         )
     } else if b.contains_key("db_name") {
         (
-            required(&b, &pairs, "db_name")?,
-            required(&b, &pairs, "table")?,
+            required(&b, &flags.pairs, "db_name")?,
+            required(&b, &flags.pairs, "table")?,
             json!({"shard_key": b.get("shard_key").cloned().unwrap_or(Json::Null)}),
         )
     } else if b.contains_key("db") {
         (
-            required(&b, &pairs, "db")?,
-            required(&b, &pairs, "table")?,
+            required(&b, &flags.pairs, "db")?,
+            required(&b, &flags.pairs, "table")?,
             json!({}),
         )
     } else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
+        return Err(ApiError::of(
+            ErrorCode::MissingField,
             "give table_name (seed 001), db_name and table (seed 004), or db and table (seeds 002/003)",
         ));
     };
@@ -209,7 +196,7 @@ pub async fn insert(
     if let (Json::Object(o), Json::Object(e)) = (&mut out, extra) {
         o.extend(e);
     }
-    Ok(json_response(StatusCode::CREATED, &out, flags.pretty))
+    Ok(flags.json(StatusCode::CREATED, &out))
 }
 
 /// `GET /search?table=&column=&value=` (seed 001): rows of the default database whose
@@ -220,15 +207,11 @@ pub async fn insert(
     responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
               (status = 400, description = "Bad input", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown table or column", body = crate::error::ErrorBody)))]
-pub async fn search_001(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
+pub async fn search_001(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let none = Map::new();
-    let table = required(&none, &pairs, "table")?;
-    let column = required(&none, &pairs, "column")?;
-    let value = field(&none, &pairs, "value").unwrap_or_default();
+    let table = required(&none, &flags.pairs, "table")?;
+    let column = required(&none, &flags.pairs, "column")?;
+    let value = field(&none, &flags.pairs, "value").unwrap_or_default();
     let filter = cairn_sql::where_clause(&[Filter {
         column,
         op: Op::Eq,
@@ -236,44 +219,38 @@ pub async fn search_001(
     }])
     .map_err(rest::sql_err)?;
     let rows = select_rows(&state, &flags.db, &table, filter, &flags).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"count": rows.len(), "rows": rows}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &json!({"count": rows.len(), "rows": rows})))
 }
 
 /// `GET /ping` (seeds 002/003): this node's liveness and role.
 #[utoipa::path(get, path = "/ping", tag = "seeds",
     responses((status = 200, description = "{\"status\":\"ok\",\"node_id\",\"role\"}", body = serde_json::Value)))]
 pub async fn ping(State(state): State<AppState>) -> Response {
-    let role = if state.node.is_leader() {
+    let role = if state.service.is_leader() {
         "leader"
     } else {
         "follower"
     };
-    json_response(
+    crate::json_response(
         StatusCode::OK,
-        &json!({"status": "ok", "node_id": state.node.id(), "role": role}),
+        &json!({"status": "ok", "node_id": state.service.id(), "role": role}),
         false,
     )
 }
 
 async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
-    state.node.create_database(name, flags.timeout).await?;
-    Ok(json_response(
+    state.service.create_database(name, flags.timeout).await?;
+    Ok(flags.json(
         StatusCode::CREATED,
         &json!({"status": "created", "database": name}),
-        flags.pretty,
     ))
 }
 
 async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
-    state.node.drop_database(name, flags.timeout).await?;
-    Ok(json_response(
+    state.service.drop_database(name, flags.timeout).await?;
+    Ok(flags.json(
         StatusCode::OK,
         &json!({"status": "dropped", "database": name}),
-        flags.pretty,
     ))
 }
 
@@ -284,11 +261,10 @@ async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response
               (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
 pub async fn createdb(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "name")?;
     create_db(&state, &name, &flags).await
 }
 
@@ -299,11 +275,10 @@ pub async fn createdb(
               (status = 403, description = "Not the leader", body = crate::error::ErrorBody)))]
 pub async fn dropdb(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "name")?;
     drop_db(&state, &name, &flags).await
 }
 
@@ -315,20 +290,18 @@ pub async fn dropdb(
               (status = 400, description = "Bad definition", body = crate::error::ErrorBody)))]
 pub async fn createtable(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db")?;
-    let table = required(&b, &pairs, "table")?;
-    let cols =
-        cairn_sql::parse_column_list(&required(&b, &pairs, "columns")?).map_err(rest::sql_err)?;
+    let db = required(&b, &flags.pairs, "db")?;
+    let table = required(&b, &flags.pairs, "table")?;
+    let cols = cairn_sql::parse_column_list(&required(&b, &flags.pairs, "columns")?)
+        .map_err(rest::sql_err)?;
     rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
         &json!({"status": "created", "database": db, "table": table}),
-        flags.pretty,
     ))
 }
 
@@ -376,20 +349,19 @@ fn target(
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn select(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, _) = target(&b, &pairs)?;
+    let (db, table, filter, _) = target(&b, &flags.pairs)?;
     let rows = select_rows(&state, &db, &table, filter, &flags).await?;
     // Every node holds every row today (one shard), so the shard key routes nothing yet; it
     // is echoed so that clients of seed 004 see it was received.
     let body = json!({
         "database": db, "table": table, "count": rows.len(), "rows": rows,
-        "shard_key": field(&b, &pairs, "shard_key"), "shards": 1,
+        "shard_key": field(&b, &flags.pairs, "shard_key"), "shards": 1,
     });
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `POST /update`: seed 004 `{"db_name","table","set","condition","shard_key"?}` or seeds
@@ -401,13 +373,12 @@ pub async fn select(
               (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, has) = target(&b, &pairs)?;
-    refuse_unsafe(has, &pairs, "update")?;
+    let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    refuse_unsafe(has, &flags.pairs, "update")?;
     let set = object(&b, "set")?;
     let n = changed(
         &state,
@@ -416,11 +387,7 @@ pub async fn update(
         flags.timeout,
     )
     .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"status": "updated", "updated": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &json!({"status": "updated", "updated": n})))
 }
 
 /// `POST /delete`: seed 004 `{"db_name","table","condition"}` or seeds 002/003
@@ -431,13 +398,12 @@ pub async fn update(
               (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, has) = target(&b, &pairs)?;
-    refuse_unsafe(has, &pairs, "delete")?;
+    let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    refuse_unsafe(has, &flags.pairs, "delete")?;
     let n = changed(
         &state,
         &db,
@@ -445,11 +411,7 @@ pub async fn delete(
         flags.timeout,
     )
     .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"status": "deleted", "deleted": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &json!({"status": "deleted", "deleted": n})))
 }
 
 fn refuse_unsafe(
@@ -463,9 +425,8 @@ fn refuse_unsafe(
     if has_condition || all {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "filter_required",
+        Err(ApiError::of(
+            ErrorCode::FilterRequired,
             format!("refusing to {what} every row: give a condition, or all=true"),
         ))
     }
@@ -478,11 +439,10 @@ fn refuse_unsafe(
               (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
 pub async fn create_db_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "db_name")?;
     create_db(&state, &name, &flags).await
 }
 
@@ -494,11 +454,10 @@ pub async fn create_db_004(
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn drop_db_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "db_name")?;
     drop_db(&state, &name, &flags).await
 }
 
@@ -510,22 +469,20 @@ pub async fn drop_db_004(
               (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
 pub async fn create_table_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
     let cols: rest::ColumnsInput =
         serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
             ApiError::bad_request("\"columns\" must be an object of name: type or a list")
         })?;
     rest::create_table_in(&state, &db, &table, &cols.specs()?, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
         &json!({"status": "created", "database": db, "table": table}),
-        flags.pretty,
     ))
 }
 
@@ -536,22 +493,20 @@ pub async fn create_table_004(
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn delete_table_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
         cairn_sql::quote_ident(&table).map_err(rest::sql_err)?
     ));
     rest::write(&state, &db, vec![stmt], flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
         &json!({"status": "dropped", "database": db, "table": table}),
-        flags.pretty,
     ))
 }
 
@@ -559,27 +514,23 @@ pub async fn delete_table_004(
 /// are placed.
 #[utoipa::path(get, path = "/metadata", tag = "seeds",
     responses((status = 200, description = "Roles, nodes, databases, routing", body = serde_json::Value)))]
-pub async fn metadata(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let role = if state.node.is_leader() {
+pub async fn metadata(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
+    let role = if state.service.is_leader() {
         "leader"
     } else {
         "follower"
     };
-    let nodes = state.node.nodes().await;
+    let nodes = state.service.nodes().await;
     let dbs: Vec<Json> = state
-        .node
+        .service
         .databases()
         .into_iter()
         .map(|(n, s)| json!({"name": n, "size_bytes": s}))
         .collect();
     let body = json!({
-        "node_id": state.node.id(),
+        "node_id": state.service.id(),
         "role": role,
-        "leader": state.node.leader().map(|l| l.describe()),
+        "leader": state.service.leader().map(|l| l.describe()),
         "nodes": nodes,
         "databases": dbs,
         "routing": {
@@ -587,20 +538,16 @@ pub async fn metadata(
             "shards": 1,
         },
     });
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `GET /health` (seed 004): every member's reachability; 503 when there is no leader.
 #[utoipa::path(get, path = "/health", tag = "seeds",
     responses((status = 200, description = "Healthy", body = serde_json::Value),
               (status = 503, description = "No leader", body = serde_json::Value)))]
-pub async fn health(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let nodes = state.node.nodes().await;
-    let leader = state.node.leader();
+pub async fn health(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
+    let nodes = state.service.nodes().await;
+    let leader = state.service.leader();
     let all_up = nodes.iter().all(|n| n.reachable);
     let status = match (&leader, all_up) {
         (None, _) => "unavailable",
@@ -612,8 +559,8 @@ pub async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": status, "node_id": state.node.id(), "leader": leader.map(|l| l.describe()), "nodes": nodes});
-    Ok(json_response(code, &body, flags.pretty))
+    let body = json!({"status": status, "node_id": state.service.id(), "leader": leader.map(|l| l.describe()), "nodes": nodes});
+    Ok(flags.json(code, &body))
 }
 
 /// `POST /map-reduce-count` (seed 004): `{"db_name","table"}`; each shard counts its rows
@@ -624,14 +571,13 @@ pub async fn health(
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn map_reduce_count(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
-    let filter = condition(&field(&b, &pairs, "condition").unwrap_or_default())?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
+    let filter = condition(&field(&b, &flags.pairs, "condition").unwrap_or_default())?;
     let stmt = cairn_sql::aggregate(&cairn_sql::Aggregate {
         table: table.clone(),
         count: Some("*".into()),
@@ -649,7 +595,7 @@ pub async fn map_reduce_count(
         _ => 0,
     };
     let body = json!({"database": db, "table": table, "count": count, "shards": [{"shard": 0, "count": count}]});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `POST /security-check` (seed 004): asks every member's internal RPC port to accept a
@@ -659,17 +605,16 @@ pub async fn map_reduce_count(
     responses((status = 200, description = "{\"secure\": bool, \"checks\": [...]}", body = serde_json::Value)))]
 pub async fn security_check(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(ApiError::internal)?;
     let mut checks = Vec::new();
     let mut secure = true;
-    for n in state.node.nodes().await {
+    for n in state.service.nodes().await {
         let url = format!("http://{}/raft/0/append", n.addr);
         let without = http
             .post(&url)
@@ -690,9 +635,5 @@ pub async fn security_check(
         secure &= refused;
         checks.push(json!({"node": n.id, "raft_addr": n.addr, "without_secret": without, "wrong_secret": wrong, "refused": refused}));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"secure": secure, "checks": checks}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &json!({"secure": secure, "checks": checks})))
 }
