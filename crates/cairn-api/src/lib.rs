@@ -1,5 +1,10 @@
 //! Cairn's public HTTP API (axum): the rqlite-compatible `/db/*` routes, cluster routes
-//! (`/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`) and `/v1/databases`.
+//! (`/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`), `/v1/databases` with
+//! REST tables and rows, and the seed documents' routes.
+//!
+//! Handlers see the node only through [`Service`] (implemented for [`cairn_node::Node`]);
+//! they take their query-string options as the [`Flags`] extractor and answer typed
+//! [`bodies`] or an [`ApiError`] with a stable [`ErrorCode`].
 
 mod cluster;
 mod databases;
@@ -23,6 +28,30 @@ use cairn_node::Node;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+/// The request and response bodies of every route, as `/v1/openapi.json` describes them.
+/// Some request types only document a body that its handler reads field by field (the seed
+/// routes also take fields from the query string, and keep their own error messages).
+pub mod bodies {
+    pub use crate::cluster::{
+        Empty, LeaderBody, NodeIdInput, NodesBody, NodesList, PeerInfo, RemoveNode,
+    };
+    pub use crate::databases::{
+        CreateDatabase, DatabaseCreated, DatabaseInfo, DatabaseList, Dropped,
+    };
+    pub use crate::rest::{
+        AggregateRows, AlterTable, ColumnInfo, ColumnItem, ColumnsInput, CreateTable,
+        DatabaseDetail, Deleted, Inserted, RenameColumn, RowsInput, RowsPage, TableCreated,
+        TableInfo, TableList, TableSummary, UpdateRows, Updated,
+    };
+    pub use crate::rqlite::{Queued, Results, StatementInput, StatementOutcome};
+    pub use crate::seeds::{
+        CreateTable001, CreateTable002, CreateTable004, DbName, Health, MapReduceCount, Metadata,
+        Ping, Routing, SecretCheck, SecurityCheck, SeedDatabase, SeedDeleted, SeedInsert,
+        SeedInserted, SeedRows, SeedSelected, SeedTable, SeedTarget, SeedUpdated, ShardCount,
+        TableCreated001, TableTarget004,
+    };
+}
 
 pub use cairn_sql::ErrorCode;
 pub use error::{ApiError, ErrorBody};
@@ -263,5 +292,32 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(values.len(), ErrorCode::ALL.len(), "{values:?}");
         assert!(values.contains(&serde_json::json!("constraint_violation")));
+    }
+
+    /// Every JSON request and response body in the OpenAPI document is a named schema (or
+    /// an array of one), not a free-form object.
+    #[test]
+    fn every_json_body_has_a_named_schema() {
+        let api = serde_json::to_value(openapi()).expect("serializes");
+        let named = |schema: &serde_json::Value| {
+            schema.get("$ref").is_some() || schema["items"].get("$ref").is_some()
+        };
+        let mut free = Vec::new();
+        for (path, ops) in api["paths"].as_object().into_iter().flatten() {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let mut bodies = vec![("request".to_string(), &op["requestBody"])];
+                for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                    bodies.push((status.clone(), r));
+                }
+                for (what, b) in bodies {
+                    if let Some(json) = b["content"].get("application/json") {
+                        if !named(&json["schema"]) {
+                            free.push(format!("{method} {path} {what}: {}", json["schema"]));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(free.is_empty(), "free-form bodies:\n{}", free.join("\n"));
     }
 }

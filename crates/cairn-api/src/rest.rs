@@ -13,7 +13,7 @@ use base64::Engine as _;
 use cairn_sql::{
     ColumnSpec, ErrorCode, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -90,12 +90,11 @@ pub(crate) async fn read(
 }
 
 /// Rows as JSON objects keyed by column name (values rendered as rqlite renders them).
-pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
+pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Map<String, serde_json::Value>> {
     rows.values
         .iter()
         .map(|row| {
-            let m: serde_json::Map<String, serde_json::Value> = rows
-                .columns
+            rows.columns
                 .iter()
                 .zip(row.iter().enumerate())
                 .map(|(c, (i, v))| {
@@ -105,8 +104,7 @@ pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
                         cairn_sql::render_value(v, ty, cairn_sql::Encoding::default()),
                     )
                 })
-                .collect();
-            serde_json::Value::Object(m)
+                .collect()
         })
         .collect()
 }
@@ -148,7 +146,6 @@ pub enum ColumnItem {
     /// A bare name: an untyped column.
     Name(String),
     /// A full column definition.
-    #[schema(value_type = Object)]
     Spec(ColumnSpec),
 }
 
@@ -198,6 +195,131 @@ pub struct CreateTable {
     pub if_not_exists: bool,
 }
 
+/// Answer of `POST /v1/databases/{db}/tables`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableCreated {
+    /// The database.
+    pub database: String,
+    /// The new table.
+    pub table: String,
+    /// Its columns, as given.
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// One column of an existing table (`pragma_table_info`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Declared type; `""` for none.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// `NOT NULL`.
+    pub not_null: bool,
+    /// The default as the JSON value it was given as (an expression as its SQL text), or
+    /// null.
+    pub default: serde_json::Value,
+    /// Part of the primary key.
+    pub primary_key: bool,
+    /// Has a single-column UNIQUE constraint.
+    pub unique: bool,
+}
+
+/// A table: its columns and row count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableInfo {
+    /// Table name.
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<ColumnInfo>,
+    /// How many rows it holds.
+    pub rows: i64,
+}
+
+/// Answer of `GET /v1/databases/{db}/tables`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableList {
+    /// The database.
+    pub database: String,
+    /// Every user table, by name.
+    pub tables: Vec<TableInfo>,
+}
+
+/// A table's name and row count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableSummary {
+    /// Table name.
+    pub name: String,
+    /// How many rows it holds.
+    pub rows: i64,
+}
+
+/// Answer of `GET /v1/databases/{db}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseDetail {
+    /// Database name.
+    pub name: String,
+    /// Size of its file on this replica, in bytes (0 when this replica does not have it
+    /// yet).
+    pub size_bytes: u64,
+    /// Its user tables.
+    pub tables: Vec<TableSummary>,
+}
+
+/// Body of `POST .../rows`: one row object, or an array of them (inserted atomically).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RowsInput {
+    /// One row: column -> value.
+    One(serde_json::Map<String, serde_json::Value>),
+    /// Several rows.
+    Many(Vec<serde_json::Map<String, serde_json::Value>>),
+}
+
+/// Answer of `POST .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inserted {
+    /// How many rows were inserted.
+    pub inserted: usize,
+    /// Their rowids, in order.
+    pub ids: Vec<i64>,
+}
+
+/// Answer of `GET .../rows`: one page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowsPage {
+    /// The rows, as objects keyed by column name.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How many rows this page holds.
+    pub count: usize,
+    /// The `cursor` of the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Answer of `PATCH .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    /// Rows changed.
+    pub updated: i64,
+}
+
+/// Answer of `DELETE .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    /// Rows deleted.
+    pub deleted: i64,
+}
+
+/// Answer of `GET .../aggregate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggregateRows {
+    /// One object per group: the group columns, then `count`, `sum_<col>`, `avg_<col>`,
+    /// `min_<col>`, `max_<col>`.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// Creates a table from validated column specs.
 pub(crate) async fn create_table_in(
     state: &AppState,
@@ -220,7 +342,7 @@ pub(crate) async fn create_table_in(
 #[utoipa::path(post, path = "/v1/databases/{db}/tables", tag = "tables",
     params(("db" = String, Path, description = "Database name")),
     request_body = CreateTable,
-    responses((status = 201, description = "Created", body = serde_json::Value),
+    responses((status = 201, description = "Created", body = TableCreated),
               (status = 400, description = "Bad name, type or body", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody),
               (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
@@ -241,7 +363,11 @@ pub async fn create_table(
         flags.timeout,
     )
     .await?;
-    let body = serde_json::json!({"database": db, "table": req.name, "columns": cols});
+    let body = TableCreated {
+        database: db,
+        table: req.name,
+        columns: cols,
+    };
     Ok(flags.json(StatusCode::CREATED, &body))
 }
 
@@ -251,7 +377,7 @@ pub(crate) async fn describe(
     db: &str,
     table: &str,
     flags: &Flags,
-) -> Result<Option<serde_json::Value>, ApiError> {
+) -> Result<Option<TableInfo>, ApiError> {
     cairn_sql::validate_name(table).map_err(sql_err)?;
     let stmt = Statement {
         sql:
@@ -284,19 +410,19 @@ pub(crate) async fn describe(
                 .collect()
         })
         .unwrap_or_default();
-    let columns: Vec<serde_json::Value> = info
+    let columns: Vec<ColumnInfo> = info
         .values
         .iter()
         .map(|r| {
             let get = |i: usize| r.get(i).cloned().unwrap_or(Value::Null);
-            serde_json::json!({
-                "name": text(&get(0)),
-                "type": text(&get(1)),
-                "not_null": matches!(get(2), Value::Integer(1)),
-                "default": default_value(&get(3)),
-                "primary_key": matches!(get(4), Value::Integer(n) if n > 0),
-                "unique": unique.contains(&text(&get(0))),
-            })
+            ColumnInfo {
+                name: text(&get(0)),
+                ty: text(&get(1)),
+                not_null: matches!(get(2), Value::Integer(1)),
+                default: default_value(&get(3)),
+                primary_key: matches!(get(4), Value::Integer(n) if n > 0),
+                unique: unique.contains(&text(&get(0))),
+            }
         })
         .collect();
     let n = read(state, db, vec![count], flags)
@@ -312,9 +438,11 @@ pub(crate) async fn describe(
             }
         })
         .unwrap_or(0);
-    Ok(Some(
-        serde_json::json!({"name": table, "columns": columns, "rows": n}),
-    ))
+    Ok(Some(TableInfo {
+        name: table.to_string(),
+        columns,
+        rows: n,
+    }))
 }
 
 /// A column default as SQLite stores it (SQL text: `'it''s'`, `0`, `NULL`,
@@ -379,7 +507,7 @@ pub(crate) async fn table_names(
 #[utoipa::path(get, path = "/v1/databases/{db}/tables", tag = "tables",
     params(("db" = String, Path, description = "Database name"),
            ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
-    responses((status = 200, description = "Tables", body = serde_json::Value),
+    responses((status = 200, description = "Tables", body = TableList),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn list_tables(
     State(state): State<AppState>,
@@ -394,14 +522,17 @@ pub async fn list_tables(
     }
     Ok(flags.json(
         StatusCode::OK,
-        &serde_json::json!({"database": db, "tables": tables}),
+        &TableList {
+            database: db,
+            tables,
+        },
     ))
 }
 
 /// `GET /v1/databases/{db}`: the database's size and tables.
 #[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
     params(("db" = String, Path, description = "Database name")),
-    responses((status = 200, description = "The database", body = serde_json::Value),
+    responses((status = 200, description = "The database", body = DatabaseDetail),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn get_database(
     State(state): State<AppState>,
@@ -422,10 +553,17 @@ pub async fn get_database(
     let mut tables = Vec::new();
     for t in names {
         if let Some(d) = describe(&state, &db, &t, &flags).await? {
-            tables.push(serde_json::json!({"name": t, "rows": d["rows"]}));
+            tables.push(TableSummary {
+                name: t,
+                rows: d.rows,
+            });
         }
     }
-    let body = serde_json::json!({"name": db, "size_bytes": size, "tables": tables});
+    let body = DatabaseDetail {
+        name: db,
+        size_bytes: size,
+        tables,
+    };
     Ok(flags.json(StatusCode::OK, &body))
 }
 
@@ -436,7 +574,7 @@ fn table_not_found(table: &str) -> ApiError {
 /// `GET /v1/databases/{db}/tables/{table}`: columns and row count.
 #[utoipa::path(get, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    responses((status = 200, description = "The table", body = serde_json::Value),
+    responses((status = 200, description = "The table", body = TableInfo),
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn get_table(
     State(state): State<AppState>,
@@ -452,7 +590,7 @@ pub async fn get_table(
 /// `DELETE /v1/databases/{db}/tables/{table}`: drop the table.
 #[utoipa::path(delete, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
+    responses((status = 200, description = "Dropped", body = crate::databases::Dropped),
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn drop_table(
     State(state): State<AppState>,
@@ -464,7 +602,10 @@ pub async fn drop_table(
         cairn_sql::quote_ident(&table).map_err(sql_err)?
     ));
     write(&state, &db, vec![stmt], flags.timeout).await?;
-    Ok(flags.json(StatusCode::OK, &serde_json::json!({"dropped": table})))
+    Ok(flags.json(
+        StatusCode::OK,
+        &crate::databases::Dropped { dropped: table },
+    ))
 }
 
 /// Body of `PATCH /v1/databases/{db}/tables/{table}`: one change.
@@ -472,7 +613,6 @@ pub async fn drop_table(
 #[serde(deny_unknown_fields)]
 pub struct AlterTable {
     /// A column to add.
-    #[schema(value_type = Option<Object>)]
     pub add_column: Option<ColumnSpec>,
     /// A column to rename: `{"from": "old", "to": "new"}`.
     pub rename_column: Option<RenameColumn>,
@@ -491,7 +631,7 @@ pub struct RenameColumn {
 #[utoipa::path(patch, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
     request_body = AlterTable,
-    responses((status = 200, description = "Changed", body = serde_json::Value),
+    responses((status = 200, description = "Changed", body = TableInfo),
               (status = 400, description = "Bad change", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn alter_table(
@@ -587,8 +727,8 @@ pub(crate) fn row_objects(
 /// atomically.
 #[utoipa::path(post, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    request_body(content = serde_json::Value, description = "One row object or an array of row objects"),
-    responses((status = 201, description = "Inserted: {\"inserted\": n, \"ids\": [rowid...]}", body = serde_json::Value),
+    request_body(content = RowsInput, description = "One row object or an array of row objects"),
+    responses((status = 201, description = "Inserted", body = Inserted),
               (status = 400, description = "Bad body or value", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody),
               (status = 409, description = "A constraint failed; nothing was inserted", body = crate::error::ErrorBody)))]
@@ -600,10 +740,7 @@ pub async fn insert(
 ) -> Result<Response, ApiError> {
     let rows = row_objects(parse_json(&body)?)?;
     let (ids, n) = insert_rows(&state, &db, &table, &rows, flags.timeout).await?;
-    Ok(flags.json(
-        StatusCode::CREATED,
-        &serde_json::json!({"inserted": n, "ids": ids}),
-    ))
+    Ok(flags.json(StatusCode::CREATED, &Inserted { inserted: n, ids }))
 }
 
 /// Parses the column filters of a query string: `col=v`, `col[op]=v`, `col[in]=a,b`.
@@ -689,7 +826,7 @@ fn decode_cursor(c: &str) -> Result<u64, ApiError> {
            ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
            ("columns" = Option<String>, Query, description = "Columns to return, comma-separated"),
            ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n, \"next\": cursor-or-null}", body = serde_json::Value),
+    responses((status = 200, description = "One page of rows", body = RowsPage),
               (status = 400, description = "Bad filter", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn search(
@@ -736,7 +873,11 @@ pub async fn search(
     } else {
         None
     };
-    let body = serde_json::json!({"rows": out, "count": out.len(), "next": next});
+    let body = RowsPage {
+        count: out.len(),
+        rows: out,
+        next,
+    };
     Ok(flags.json(StatusCode::OK, &body))
 }
 
@@ -768,7 +909,7 @@ pub struct UpdateRows {
            ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
            ("all" = Option<bool>, Query, description = "Update every row")),
     request_body = UpdateRows,
-    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
+    responses((status = 200, description = "Rows changed", body = Updated),
               (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn update(
@@ -781,7 +922,7 @@ pub async fn update(
     let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::update(&table, &req.set, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(flags.json(StatusCode::OK, &serde_json::json!({"updated": n})))
+    Ok(flags.json(StatusCode::OK, &Updated { updated: n }))
 }
 
 /// `DELETE /v1/databases/{db}/tables/{table}/rows?<filters>`: delete matching rows.
@@ -789,7 +930,7 @@ pub async fn update(
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
            ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
            ("all" = Option<bool>, Query, description = "Delete every row")),
-    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
+    responses((status = 200, description = "Rows deleted", body = Deleted),
               (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn delete(
@@ -800,7 +941,7 @@ pub async fn delete(
     let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::delete(&table, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(flags.json(StatusCode::OK, &serde_json::json!({"deleted": n})))
+    Ok(flags.json(StatusCode::OK, &Deleted { deleted: n }))
 }
 
 /// `GET /v1/databases/{db}/tables/{table}/aggregate`: count, sum, avg, min, max, grouped.
@@ -814,7 +955,7 @@ pub async fn delete(
            ("group_by" = Option<String>, Query, description = "Grouping columns"),
            ("filters" = Option<String>, Query, description = "Column filters as for GET rows"),
            ("level" = Option<String>, Query, description = "Read consistency")),
-    responses((status = 200, description = "{\"rows\": [{group columns..., count, sum_col, ...}]}", body = serde_json::Value),
+    responses((status = 200, description = "One object per group", body = AggregateRows),
               (status = 400, description = "No aggregate asked for, or a bad filter", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn aggregate(
@@ -844,5 +985,10 @@ pub async fn aggregate(
         .into_iter()
         .next()
         .unwrap_or_default();
-    Ok(flags.json(StatusCode::OK, &serde_json::json!({"rows": objects(&rows)})))
+    Ok(flags.json(
+        StatusCode::OK,
+        &AggregateRows {
+            rows: objects(&rows),
+        },
+    ))
 }

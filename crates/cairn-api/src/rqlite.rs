@@ -66,6 +66,7 @@ pub struct StatementOutcome {
     /// A read's rows as arrays; absent when there is none.
     pub values: Option<Vec<Vec<serde_json::Value>>>,
     /// With `associative`: a read's rows as objects; absent when there is none.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub rows: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// Why the statement failed (it changed nothing).
     pub error: Option<String>,

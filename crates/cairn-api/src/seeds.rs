@@ -20,13 +20,341 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use cairn_node::NodeEntry;
 use cairn_sql::{ErrorCode, Filter, Fragment, Op, Statement, Value};
-use serde_json::{json, Map, Value as Json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::cluster::PeerInfo;
+use crate::databases::{database_infos, DatabaseInfo};
+use crate::error::{ApiError, ErrorBody};
 use crate::flags::Flags;
 use crate::rest::{self, objects};
 use crate::AppState;
+
+type Row = Map<String, Json>;
+
+// Request bodies, as documented. The handlers read them field by field, because each field
+// may also come from the query string and the seeds' error messages name the field.
+
+/// Body of `POST /create_table` (seed 001).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable001 {
+    /// The table, in the default database.
+    pub table_name: String,
+    /// Its columns: names, an object of name -> type, or column objects.
+    pub columns: rest::ColumnsInput,
+}
+
+/// Body of `POST /insert`, in one of the seeds' three forms.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SeedInsert {
+    /// Seed 001: `{"table_name", "row_id", "data"}` in the default database.
+    Seed001 {
+        /// The table.
+        table_name: String,
+        /// Echoed back.
+        row_id: Option<Json>,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+    },
+    /// Seed 004: `{"db_name", "table", "data", "shard_key"?}`.
+    Seed004 {
+        /// The database.
+        db_name: String,
+        /// The table.
+        table: String,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+        /// Echoed back; every node holds every row today.
+        shard_key: Option<Json>,
+    },
+    /// Seeds 002/003: `{"db", "table", "data"}`.
+    Seed002 {
+        /// The database.
+        db: String,
+        /// The table.
+        table: String,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+    },
+}
+
+/// Body of seed 004's `/create-db` and `/drop-db`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DbName {
+    /// The database.
+    pub db_name: String,
+}
+
+/// Body of `POST /createtable` (seeds 002/003); the fields may be query parameters instead.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable002 {
+    /// The database.
+    pub db: String,
+    /// The table.
+    pub table: String,
+    /// Column definitions as SQL: `"id INT, name VARCHAR(255)"`.
+    pub columns: String,
+}
+
+/// Body of seed 004's `/create-table`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable004 {
+    /// The database.
+    pub db_name: String,
+    /// The table.
+    pub table: String,
+    /// Its columns: an object of name -> type, or a list.
+    pub columns: rest::ColumnsInput,
+}
+
+/// Body of seed 004's `/delete-table` and `/map-reduce-count`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TableTarget004 {
+    /// The database.
+    pub db_name: String,
+    /// The table.
+    pub table: String,
+    /// `/map-reduce-count`: a SQL condition counted rows must meet.
+    pub condition: Option<String>,
+}
+
+/// Body of `/select` and `/delete` (and, with `set`, `/update`): seed 004's form with a
+/// `condition`, or seeds 002/003's with a `where` object of equalities.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SeedTarget {
+    /// Seed 004.
+    Condition {
+        /// The database.
+        db_name: String,
+        /// The table.
+        table: String,
+        /// A SQL condition: columns, literals, comparisons, AND/OR/NOT, IN, LIKE, BETWEEN,
+        /// IS NULL. Required for `/update` and `/delete` unless `all=true`.
+        condition: Option<String>,
+        /// Echoed back.
+        shard_key: Option<String>,
+        /// `/update`: column -> new value.
+        #[schema(value_type = Option<Object>)]
+        set: Option<Row>,
+    },
+    /// Seeds 002/003.
+    Where {
+        /// The database.
+        db: String,
+        /// The table.
+        table: String,
+        /// Column -> value equalities.
+        #[serde(rename = "where")]
+        #[schema(value_type = Option<Object>)]
+        where_: Option<Row>,
+        /// `/update`: column -> new value.
+        #[schema(value_type = Option<Object>)]
+        set: Option<Row>,
+    },
+}
+
+// Answers.
+
+/// `{"status", "table"}`: seed 001's table created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableCreated001 {
+    /// `"created"`.
+    pub status: &'static str,
+    /// The table.
+    pub table: String,
+}
+
+/// Answer of `POST /insert`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedInserted {
+    /// `"inserted"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// Rows inserted (1).
+    pub inserted: usize,
+    /// The row's rowid.
+    pub id: Option<i64>,
+    /// Seed 001: the `row_id` given (null when none); absent in the other forms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_id: Option<Json>,
+    /// Seed 004: the `shard_key` given (null when none); absent in the other forms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_key: Option<Json>,
+}
+
+/// Answer of `GET /search` (seed 001).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedRows {
+    /// How many rows matched.
+    pub count: usize,
+    /// The rows, as objects.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Row>,
+}
+
+/// Answer of `GET /ping`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ping {
+    /// `"ok"`.
+    pub status: &'static str,
+    /// This node's id.
+    pub node_id: u64,
+    /// `"leader"` or `"follower"`.
+    pub role: &'static str,
+}
+
+/// A database created or dropped by a seed route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedDatabase {
+    /// `"created"` or `"dropped"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+}
+
+/// A table created or dropped by a seed route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedTable {
+    /// `"created"` or `"dropped"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+}
+
+/// Answer of `/select`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedSelected {
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// How many rows matched (at most 10,000 are returned).
+    pub count: usize,
+    /// The rows, as objects.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Row>,
+    /// The `shard_key` given, echoed; null when none.
+    pub shard_key: Option<String>,
+    /// Shards the rows came from: 1 (every node holds every row).
+    pub shards: u32,
+}
+
+/// Answer of `/update`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedUpdated {
+    /// `"updated"`.
+    pub status: &'static str,
+    /// Rows changed.
+    pub updated: i64,
+}
+
+/// Answer of `/delete`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedDeleted {
+    /// `"deleted"`.
+    pub status: &'static str,
+    /// Rows deleted.
+    pub deleted: i64,
+}
+
+/// How rows are placed, in `/metadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Routing {
+    /// In words.
+    pub replication: &'static str,
+    /// Shards: 1.
+    pub shards: u32,
+}
+
+/// Answer of `GET /metadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metadata {
+    /// This node's id.
+    pub node_id: u64,
+    /// `"leader"` or `"follower"`.
+    pub role: &'static str,
+    /// The leader this node knows of; null when none.
+    pub leader: Option<PeerInfo>,
+    /// Every member, as `/nodes` lists them.
+    pub nodes: Vec<NodeEntry>,
+    /// This replica's databases.
+    pub databases: Vec<DatabaseInfo>,
+    /// How rows are placed.
+    pub routing: Routing,
+}
+
+/// Answer of `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `"healthy"`, `"degraded"` (a member does not answer) or `"unavailable"` (no
+    /// leader, with 503).
+    pub status: &'static str,
+    /// This node's id.
+    pub node_id: u64,
+    /// The leader; null when none.
+    pub leader: Option<PeerInfo>,
+    /// Every member with its reachability.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// One shard's count in `/map-reduce-count`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardCount {
+    /// Shard number.
+    pub shard: u32,
+    /// Its count.
+    pub count: i64,
+}
+
+/// Answer of `POST /map-reduce-count`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MapReduceCount {
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// The sum of the shards' counts.
+    pub count: i64,
+    /// Each shard's count.
+    pub shards: Vec<ShardCount>,
+}
+
+/// One member's answers in `/security-check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretCheck {
+    /// Node id.
+    pub node: String,
+    /// Its internal RPC address.
+    pub raft_addr: String,
+    /// HTTP status without the secret; null when unreachable.
+    pub without_secret: Option<u16>,
+    /// HTTP status with a wrong secret; null when unreachable.
+    pub wrong_secret: Option<u16>,
+    /// Whether both were refused with 401.
+    pub refused: bool,
+}
+
+/// Answer of `POST /security-check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityCheck {
+    /// Whether every member refused both requests.
+    pub secure: bool,
+    /// Each member's answers.
+    pub checks: Vec<SecretCheck>,
+}
 
 fn body_json(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
     if body.is_empty() {
@@ -99,7 +427,7 @@ async fn select_rows(
     table: &str,
     filter: Fragment,
     flags: &Flags,
-) -> Result<Vec<Json>, ApiError> {
+) -> Result<Vec<Row>, ApiError> {
     let stmt = cairn_sql::select(&cairn_sql::Select {
         table: table.to_string(),
         filter,
@@ -129,10 +457,10 @@ async fn changed(
 /// `POST /create_table` (seed 001): `{"table_name": "students", "columns": ["id", "name"]}`
 /// in the default database; columns may also be `{"name": "TYPE"}` or column objects.
 #[utoipa::path(post, path = "/create_table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"table_name\", \"columns\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
+    request_body = CreateTable001,
+    responses((status = 201, description = "Created", body = TableCreated001),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 409, description = "The table exists", body = ErrorBody)))]
 pub async fn create_table_001(
     State(state): State<AppState>,
     flags: Flags,
@@ -148,17 +476,20 @@ pub async fn create_table_001(
     rest::create_table_in(&state, &flags.db, &table, &cols, false, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "table": table}),
+        &TableCreated001 {
+            status: "created",
+            table,
+        },
     ))
 }
 
 /// `POST /insert`: seed 001 (`table_name`, `row_id`, `data`), seed 004 (`db_name`,
 /// `table`, `data`, `shard_key`) or seeds 002/003 (`db`, `table`, `data`).
 #[utoipa::path(post, path = "/insert", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"table_name\",\"row_id\",\"data\"} | {\"db_name\",\"table\",\"data\",\"shard_key\"?} | {\"db\",\"table\",\"data\"}"),
-    responses((status = 201, description = "Inserted", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+    request_body = SeedInsert,
+    responses((status = 201, description = "Inserted", body = SeedInserted),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = ErrorBody)))]
 pub async fn insert(
     State(state): State<AppState>,
     flags: Flags,
@@ -166,24 +497,23 @@ pub async fn insert(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let data = object(&b, "data")?;
-    let (db, table, extra) = if b.contains_key("table_name") {
+    let echo = |key: &str| Some(b.get(key).cloned().unwrap_or(Json::Null));
+    let (db, table, row_id, shard_key) = if b.contains_key("table_name") {
         let table = required(&b, &flags.pairs, "table_name")?;
-        (
-            flags.db.clone(),
-            table,
-            json!({"row_id": b.get("row_id").cloned().unwrap_or(Json::Null)}),
-        )
+        (flags.db.clone(), table, echo("row_id"), None)
     } else if b.contains_key("db_name") {
         (
             required(&b, &flags.pairs, "db_name")?,
             required(&b, &flags.pairs, "table")?,
-            json!({"shard_key": b.get("shard_key").cloned().unwrap_or(Json::Null)}),
+            None,
+            echo("shard_key"),
         )
     } else if b.contains_key("db") {
         (
             required(&b, &flags.pairs, "db")?,
             required(&b, &flags.pairs, "table")?,
-            json!({}),
+            None,
+            None,
         )
     } else {
         return Err(ApiError::of(
@@ -192,10 +522,15 @@ pub async fn insert(
         ));
     };
     let (ids, n) = rest::insert_rows(&state, &db, &table, &[data], flags.timeout).await?;
-    let mut out = json!({"status": "inserted", "database": db, "table": table, "inserted": n, "id": ids.first()});
-    if let (Json::Object(o), Json::Object(e)) = (&mut out, extra) {
-        o.extend(e);
-    }
+    let out = SeedInserted {
+        status: "inserted",
+        database: db,
+        table,
+        inserted: n,
+        id: ids.first().copied(),
+        row_id,
+        shard_key,
+    };
     Ok(flags.json(StatusCode::CREATED, &out))
 }
 
@@ -204,9 +539,9 @@ pub async fn insert(
 #[utoipa::path(get, path = "/search", tag = "seeds",
     params(("table" = String, Query, description = "Table"), ("column" = String, Query, description = "Column"),
            ("value" = String, Query, description = "Value to match"), ("level" = Option<String>, Query, description = "Read consistency")),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown table or column", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Matching rows", body = SeedRows),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 404, description = "Unknown table or column", body = ErrorBody)))]
 pub async fn search_001(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let none = Map::new();
     let table = required(&none, &flags.pairs, "table")?;
@@ -219,12 +554,18 @@ pub async fn search_001(State(state): State<AppState>, flags: Flags) -> Result<R
     }])
     .map_err(rest::sql_err)?;
     let rows = select_rows(&state, &flags.db, &table, filter, &flags).await?;
-    Ok(flags.json(StatusCode::OK, &json!({"count": rows.len(), "rows": rows})))
+    Ok(flags.json(
+        StatusCode::OK,
+        &SeedRows {
+            count: rows.len(),
+            rows,
+        },
+    ))
 }
 
 /// `GET /ping` (seeds 002/003): this node's liveness and role.
 #[utoipa::path(get, path = "/ping", tag = "seeds",
-    responses((status = 200, description = "{\"status\":\"ok\",\"node_id\",\"role\"}", body = serde_json::Value)))]
+    responses((status = 200, description = "Alive", body = Ping)))]
 pub async fn ping(State(state): State<AppState>) -> Response {
     let role = if state.service.is_leader() {
         "leader"
@@ -233,7 +574,11 @@ pub async fn ping(State(state): State<AppState>) -> Response {
     };
     crate::json_response(
         StatusCode::OK,
-        &json!({"status": "ok", "node_id": state.service.id(), "role": role}),
+        &Ping {
+            status: "ok",
+            node_id: state.service.id(),
+            role,
+        },
         false,
     )
 }
@@ -242,7 +587,10 @@ async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Respon
     state.service.create_database(name, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": name}),
+        &SeedDatabase {
+            status: "created",
+            database: name.to_string(),
+        },
     ))
 }
 
@@ -250,15 +598,18 @@ async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response
     state.service.drop_database(name, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "dropped", "database": name}),
+        &SeedDatabase {
+            status: "dropped",
+            database: name.to_string(),
+        },
     ))
 }
 
 /// `GET|POST /createdb?name=mydb` (seeds 002/003): create a database.
 #[utoipa::path(method(get, post), path = "/createdb", tag = "seeds",
     params(("name" = String, Query, description = "Database name")),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    responses((status = 201, description = "Created", body = SeedDatabase),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn createdb(
     State(state): State<AppState>,
     flags: Flags,
@@ -271,8 +622,8 @@ pub async fn createdb(
 /// `GET|POST /dropdb?name=mydb` (seeds 002/003): drop a database; the leader only.
 #[utoipa::path(method(get, post), path = "/dropdb", tag = "seeds",
     params(("name" = String, Query, description = "Database name")),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 403, description = "Not the leader", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Dropped", body = SeedDatabase),
+              (status = 403, description = "Not the leader", body = ErrorBody)))]
 pub async fn dropdb(
     State(state): State<AppState>,
     flags: Flags,
@@ -285,9 +636,9 @@ pub async fn dropdb(
 /// `POST /createtable` (seeds 002/003): `{"db","table","columns":"id INT, name VARCHAR(255)"}`
 /// (or the same as query parameters).
 #[utoipa::path(post, path = "/createtable", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db\",\"table\",\"columns\": \"id INT, name VARCHAR(255)\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad definition", body = crate::error::ErrorBody)))]
+    request_body = CreateTable002,
+    responses((status = 201, description = "Created", body = SeedTable),
+              (status = 400, description = "Bad definition", body = ErrorBody)))]
 pub async fn createtable(
     State(state): State<AppState>,
     flags: Flags,
@@ -301,7 +652,11 @@ pub async fn createtable(
     rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": db, "table": table}),
+        &SeedTable {
+            status: "created",
+            database: db,
+            table,
+        },
     ))
 }
 
@@ -343,10 +698,10 @@ fn target(
 /// `POST /select` (seed 004: `{"db_name","table","condition"?,"shard_key"?}`) or
 /// `GET /select?db=&table=[&column=&value=]` (seeds 002/003).
 #[utoipa::path(method(get, post), path = "/select", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?,\"shard_key\"?} or {\"db\",\"table\",\"where\"?}"),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
-              (status = 400, description = "Bad input or a disallowed condition", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Matching rows", body = SeedSelected),
+              (status = 400, description = "Bad input or a disallowed condition", body = ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = ErrorBody)))]
 pub async fn select(
     State(state): State<AppState>,
     flags: Flags,
@@ -357,10 +712,14 @@ pub async fn select(
     let rows = select_rows(&state, &db, &table, filter, &flags).await?;
     // Every node holds every row today (one shard), so the shard key routes nothing yet; it
     // is echoed so that clients of seed 004 see it was received.
-    let body = json!({
-        "database": db, "table": table, "count": rows.len(), "rows": rows,
-        "shard_key": field(&b, &flags.pairs, "shard_key"), "shards": 1,
-    });
+    let body = SeedSelected {
+        database: db,
+        table,
+        count: rows.len(),
+        rows,
+        shard_key: field(&b, &flags.pairs, "shard_key"),
+        shards: 1,
+    };
     Ok(flags.json(StatusCode::OK, &body))
 }
 
@@ -368,9 +727,9 @@ pub async fn select(
 /// 002/003 `{"db","table","set","where"}`. A missing condition is refused (an "unsafe
 /// update", seed 004) unless `all=true`.
 #[utoipa::path(post, path = "/update", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"set\",\"condition\"} or {\"db\",\"table\",\"set\",\"where\"}"),
-    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
-              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Rows changed", body = SeedUpdated),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     flags: Flags,
@@ -387,15 +746,21 @@ pub async fn update(
         flags.timeout,
     )
     .await?;
-    Ok(flags.json(StatusCode::OK, &json!({"status": "updated", "updated": n})))
+    Ok(flags.json(
+        StatusCode::OK,
+        &SeedUpdated {
+            status: "updated",
+            updated: n,
+        },
+    ))
 }
 
 /// `POST /delete`: seed 004 `{"db_name","table","condition"}` or seeds 002/003
 /// `{"db","table","where"}`; refused without a condition unless `all=true`.
 #[utoipa::path(post, path = "/delete", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"} or {\"db\",\"table\",\"where\"}"),
-    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
-              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Rows deleted", body = SeedDeleted),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     flags: Flags,
@@ -411,7 +776,13 @@ pub async fn delete(
         flags.timeout,
     )
     .await?;
-    Ok(flags.json(StatusCode::OK, &json!({"status": "deleted", "deleted": n})))
+    Ok(flags.json(
+        StatusCode::OK,
+        &SeedDeleted {
+            status: "deleted",
+            deleted: n,
+        },
+    ))
 }
 
 fn refuse_unsafe(
@@ -434,9 +805,9 @@ fn refuse_unsafe(
 
 /// `POST /create-db` (seed 004): `{"db_name": "SchoolDB"}`.
 #[utoipa::path(post, path = "/create-db", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    request_body = DbName,
+    responses((status = 201, description = "Created", body = SeedDatabase),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn create_db_004(
     State(state): State<AppState>,
     flags: Flags,
@@ -448,10 +819,10 @@ pub async fn create_db_004(
 
 /// `POST /drop-db` (seed 004): `{"db_name"}`; the leader only (403 with its address elsewhere).
 #[utoipa::path(post, path = "/drop-db", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 403, description = "Not the leader", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+    request_body = DbName,
+    responses((status = 200, description = "Dropped", body = SeedDatabase),
+              (status = 403, description = "Not the leader", body = ErrorBody),
+              (status = 404, description = "Unknown database", body = ErrorBody)))]
 pub async fn drop_db_004(
     State(state): State<AppState>,
     flags: Flags,
@@ -463,10 +834,10 @@ pub async fn drop_db_004(
 
 /// `POST /create-table` (seed 004): `{"db_name","table","columns":{"name":"TYPE"}}`.
 #[utoipa::path(post, path = "/create-table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"columns\":{\"name\":\"TYPE\"}}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    request_body = CreateTable004,
+    responses((status = 201, description = "Created", body = SeedTable),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn create_table_004(
     State(state): State<AppState>,
     flags: Flags,
@@ -482,15 +853,19 @@ pub async fn create_table_004(
     rest::create_table_in(&state, &db, &table, &cols.specs()?, false, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": db, "table": table}),
+        &SeedTable {
+            status: "created",
+            database: db,
+            table,
+        },
     ))
 }
 
 /// `POST /delete-table` (seed 004): `{"db_name","table"}`.
 #[utoipa::path(post, path = "/delete-table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\"}"),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+    request_body = TableTarget004,
+    responses((status = 200, description = "Dropped", body = SeedTable),
+              (status = 404, description = "Unknown database or table", body = ErrorBody)))]
 pub async fn delete_table_004(
     State(state): State<AppState>,
     flags: Flags,
@@ -506,14 +881,18 @@ pub async fn delete_table_004(
     rest::write(&state, &db, vec![stmt], flags.timeout).await?;
     Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "dropped", "database": db, "table": table}),
+        &SeedTable {
+            status: "dropped",
+            database: db,
+            table,
+        },
     ))
 }
 
 /// `GET /metadata` (seed 004): this node's role, the members, the databases and how rows
 /// are placed.
 #[utoipa::path(get, path = "/metadata", tag = "seeds",
-    responses((status = 200, description = "Roles, nodes, databases, routing", body = serde_json::Value)))]
+    responses((status = 200, description = "Roles, nodes, databases, routing", body = Metadata)))]
 pub async fn metadata(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let role = if state.service.is_leader() {
         "leader"
@@ -521,30 +900,24 @@ pub async fn metadata(State(state): State<AppState>, flags: Flags) -> Result<Res
         "follower"
     };
     let nodes = state.service.nodes().await;
-    let dbs: Vec<Json> = state
-        .service
-        .databases()
-        .into_iter()
-        .map(|(n, s)| json!({"name": n, "size_bytes": s}))
-        .collect();
-    let body = json!({
-        "node_id": state.service.id(),
-        "role": role,
-        "leader": state.service.leader().map(|l| l.describe()),
-        "nodes": nodes,
-        "databases": dbs,
-        "routing": {
-            "replication": "every node holds a full replica; writes are ordered by the Raft leader",
-            "shards": 1,
+    let body = Metadata {
+        node_id: state.service.id(),
+        role,
+        leader: state.service.leader().map(PeerInfo::from),
+        nodes,
+        databases: database_infos(&state),
+        routing: Routing {
+            replication: "every node holds a full replica; writes are ordered by the Raft leader",
+            shards: 1,
         },
-    });
+    };
     Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `GET /health` (seed 004): every member's reachability; 503 when there is no leader.
 #[utoipa::path(get, path = "/health", tag = "seeds",
-    responses((status = 200, description = "Healthy", body = serde_json::Value),
-              (status = 503, description = "No leader", body = serde_json::Value)))]
+    responses((status = 200, description = "Healthy or degraded", body = Health),
+              (status = 503, description = "No leader", body = Health)))]
 pub async fn health(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let nodes = state.service.nodes().await;
     let leader = state.service.leader();
@@ -559,16 +932,21 @@ pub async fn health(State(state): State<AppState>, flags: Flags) -> Result<Respo
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": status, "node_id": state.service.id(), "leader": leader.map(|l| l.describe()), "nodes": nodes});
+    let body = Health {
+        status,
+        node_id: state.service.id(),
+        leader: leader.map(PeerInfo::from),
+        nodes,
+    };
     Ok(flags.json(code, &body))
 }
 
 /// `POST /map-reduce-count` (seed 004): `{"db_name","table"}`; each shard counts its rows
 /// (map) and the counts are summed (reduce). One shard today.
 #[utoipa::path(post, path = "/map-reduce-count", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?}"),
-    responses((status = 200, description = "{\"count\": n, \"shards\": [...]}", body = serde_json::Value),
-              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+    request_body = TableTarget004,
+    responses((status = 200, description = "The count, per shard and summed", body = MapReduceCount),
+              (status = 404, description = "Unknown database or table", body = ErrorBody)))]
 pub async fn map_reduce_count(
     State(state): State<AppState>,
     flags: Flags,
@@ -594,7 +972,12 @@ pub async fn map_reduce_count(
         Some(Value::Integer(n)) => *n,
         _ => 0,
     };
-    let body = json!({"database": db, "table": table, "count": count, "shards": [{"shard": 0, "count": count}]});
+    let body = MapReduceCount {
+        database: db,
+        table,
+        count,
+        shards: vec![ShardCount { shard: 0, count }],
+    };
     Ok(flags.json(StatusCode::OK, &body))
 }
 
@@ -602,7 +985,7 @@ pub async fn map_reduce_count(
 /// request without the cluster secret, and with a wrong one; `secure` is true when every
 /// node refused both with 401.
 #[utoipa::path(post, path = "/security-check", tag = "seeds",
-    responses((status = 200, description = "{\"secure\": bool, \"checks\": [...]}", body = serde_json::Value)))]
+    responses((status = 200, description = "Whether every member refused", body = SecurityCheck)))]
 pub async fn security_check(
     State(state): State<AppState>,
     flags: Flags,
@@ -633,7 +1016,13 @@ pub async fn security_check(
             .ok();
         let refused = without == Some(401) && wrong == Some(401);
         secure &= refused;
-        checks.push(json!({"node": n.id, "raft_addr": n.addr, "without_secret": without, "wrong_secret": wrong, "refused": refused}));
+        checks.push(SecretCheck {
+            node: n.id,
+            raft_addr: n.addr,
+            without_secret: without,
+            wrong_secret: wrong,
+            refused,
+        });
     }
-    Ok(flags.json(StatusCode::OK, &json!({"secure": secure, "checks": checks})))
+    Ok(flags.json(StatusCode::OK, &SecurityCheck { secure, checks }))
 }

@@ -731,6 +731,8 @@ mod tests {
             Statement::new("INSERT INTO t VALUES (3, NULL)"),
             Statement::new("INSERT INTO nope VALUES (1)"),
             Statement::new("CREATE TABLE t (a)"),
+            Statement::new("CREATE TABLE s (a INTEGER) STRICT"),
+            Statement::new("INSERT INTO s VALUES ('x')"),
         ];
         let r = c.run_statements(&stmts, false).expect("runs").results;
         let got: Vec<_> = r[2..]
@@ -753,6 +755,9 @@ mod tests {
                 )),
                 Some((ErrorCode::SqlError, Some(1), ErrorCode::TableNotFound)),
                 Some((ErrorCode::SqlError, Some(1), ErrorCode::AlreadyExists)),
+                None,
+                // SQLITE_CONSTRAINT_DATATYPE: a STRICT type check stays sql_error.
+                Some((ErrorCode::SqlError, Some(3091), ErrorCode::SqlError)),
             ]
         );
     }

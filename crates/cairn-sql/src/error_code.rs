@@ -251,19 +251,28 @@ impl ErrorCode {
     /// The finer code of an SQLite statement error, from SQLite's extended result code
     /// (`sqlite3_extended_errcode`) and, only where that cannot tell, its message.
     ///
-    /// Every `SQLITE_CONSTRAINT_*` code is [`ErrorCode::ConstraintViolation`]. "no such
-    /// table", "no such column", "table ... has no column named" and "... already exists"
-    /// are raised while the statement compiles, and SQLite reports all of them with plain
-    /// `SQLITE_ERROR` (1), with no extended code to tell them apart: for that code alone the
-    /// message (SQLite's own, stable for decades) is inspected, as a last resort. Anything
-    /// else, and an error without a code, is [`ErrorCode::SqlError`].
+    /// A violated declared constraint (`SQLITE_CONSTRAINT` itself and its `_UNIQUE`,
+    /// `_PRIMARYKEY`, `_NOTNULL`, `_CHECK`, `_FOREIGNKEY` and `_ROWID` extended codes, the
+    /// errors SQLite words "... constraint failed") is [`ErrorCode::ConstraintViolation`].
+    /// The other `SQLITE_CONSTRAINT_*` codes stay `sql_error`, as they always answered: a
+    /// trigger's `RAISE` (`_TRIGGER`), a STRICT table's type check (`_DATATYPE`), and
+    /// `_FUNCTION`, `_VTAB`, `_COMMITHOOK`, `_PINNED`.
+    ///
+    /// "no such table", "no such column", "table ... has no column named" and "... already
+    /// exists" are raised while the statement compiles, and SQLite reports all of them with
+    /// plain `SQLITE_ERROR` (1), with no extended code to tell them apart: for that code
+    /// alone the message (SQLite's own, stable for decades) is inspected, as a last resort.
+    /// Anything else, and an error without a code, is [`ErrorCode::SqlError`].
     pub fn from_sqlite(extended_code: Option<i32>, message: &str) -> ErrorCode {
         /// `SQLITE_ERROR`, the primary result code of every compile-time error.
         const SQLITE_ERROR: i32 = 1;
-        /// `SQLITE_CONSTRAINT`, the primary code of every `SQLITE_CONSTRAINT_*`.
-        const SQLITE_CONSTRAINT: i32 = 19;
-        match extended_code.map(|c| c & 0xff) {
-            Some(SQLITE_CONSTRAINT) => ErrorCode::ConstraintViolation,
+        /// `SQLITE_CONSTRAINT` and the extended codes of declared constraints: `_CHECK`,
+        /// `_FOREIGNKEY`, `_NOTNULL`, `_PRIMARYKEY`, `_UNIQUE`, `_ROWID` (sqlite3.h).
+        const DECLARED_CONSTRAINTS: [i32; 7] = [19, 275, 787, 1299, 1555, 2067, 2579];
+        if extended_code.is_some_and(|c| DECLARED_CONSTRAINTS.contains(&c)) {
+            return ErrorCode::ConstraintViolation;
+        }
+        match extended_code {
             Some(SQLITE_ERROR) if message.starts_with("no such table") => ErrorCode::TableNotFound,
             Some(SQLITE_ERROR)
                 if message.contains("no such column")
@@ -312,11 +321,18 @@ mod tests {
 
     #[test]
     fn sqlite_codes_refine_sql_errors() {
-        // SQLITE_CONSTRAINT_UNIQUE, _NOTNULL, _PRIMARYKEY, _CHECK
-        for ext in [2067, 1299, 1555, 275] {
+        // SQLITE_CONSTRAINT_UNIQUE, _NOTNULL, _PRIMARYKEY, _CHECK, _FOREIGNKEY
+        for ext in [2067, 1299, 1555, 275, 787] {
             assert_eq!(
                 ErrorCode::from_sqlite(Some(ext), "whatever"),
                 ErrorCode::ConstraintViolation
+            );
+        }
+        // A trigger's RAISE and a STRICT type check were never constraint_violation.
+        for ext in [1811, 3091] {
+            assert_eq!(
+                ErrorCode::from_sqlite(Some(ext), "whatever"),
+                ErrorCode::SqlError
             );
         }
         assert_eq!(
