@@ -43,7 +43,12 @@ pub struct StatementError {
     pub message: String,
     /// SQLite's extended result code (`sqlite3_extended_errcode`, e.g. 2067 for
     /// `SQLITE_CONSTRAINT_UNIQUE`) when SQLite raised the error; not rendered in `results`.
-    /// Absent in results remembered before it existed.
+    /// Absent in results remembered before it existed (they are JSON, and default to
+    /// `None`). Statement results also cross the wire between nodes in postcard, which has
+    /// no optional fields: a node of an earlier version cannot decode an error result from
+    /// this one (nor the reverse): during a rolling upgrade, a request forwarded across
+    /// versions whose answer holds a statement error gets an undecodable answer (a write
+    /// answers `outcome_unknown`).
     #[serde(default)]
     pub sqlite_code: Option<i32>,
 }
