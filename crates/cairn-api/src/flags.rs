@@ -116,14 +116,6 @@ impl Flags {
         Ok(f)
     }
 
-    /// The first value of query-string key `key`, if present.
-    pub fn param(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// A JSON response with `status`, indented when the request said `pretty`: the one place
     /// where every handler's output is formatted.
     pub fn json(&self, status: StatusCode, body: &impl serde::Serialize) -> Response {
