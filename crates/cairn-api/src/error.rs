@@ -1,29 +1,31 @@
-//! API errors: an HTTP status, a stable machine-readable `code`, and a human message,
+//! API errors: an HTTP status, a stable machine-readable [`ErrorCode`], and a human message,
 //! rendered as `{"error": "...", "code": "..."}` (plus `"leader"` when the request must go
 //! to the leader).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cairn_node::NodeError;
+use cairn_sql::ErrorCode;
 
 /// The JSON body of every error, as documented in the OpenAPI description.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
     /// A stable code to match on, e.g. `database_not_found`.
-    pub code: String,
-    /// The leader's HTTP URL, when the request must go there.
+    pub code: ErrorCode,
+    /// The leader's HTTP URL, when the request must go there; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub leader: Option<String>,
 }
 
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {
-    /// The HTTP status.
+    /// The HTTP status; [`ErrorCode::http_status`] except for axum's own rejections.
     pub status: StatusCode,
     /// A stable code clients can match on, e.g. `database_not_found`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
     /// The leader's HTTP URL, when the request must be sent there.
@@ -33,11 +35,18 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 `bad_request`.
     pub fn bad_request(msg: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", msg)
+        Self::of(ErrorCode::BadRequest, msg)
     }
 
-    /// An error with any status and code.
-    pub fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
+    /// An error with `code` and the status it maps to ([`ErrorCode::http_status`]).
+    pub fn of(code: ErrorCode, msg: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, code, msg)
+    }
+
+    /// An error with any status and code (axum's rejections keep their own status).
+    pub fn new(status: StatusCode, code: ErrorCode, msg: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -45,52 +54,72 @@ impl ApiError {
             leader: None,
         }
     }
+
+    /// A 500 `internal`.
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Self::of(ErrorCode::Internal, msg.to_string())
+    }
+}
+
+/// The code of a node error.
+fn node_code(e: &NodeError) -> ErrorCode {
+    use cairn_node::CommandError as C;
+    match e {
+        NodeError::NotLeader { .. } => ErrorCode::NotLeader,
+        NodeError::NoLeader => ErrorCode::NoLeader,
+        NodeError::StaleRead { .. } => ErrorCode::StaleRead,
+        NodeError::Timeout(_) => ErrorCode::Timeout,
+        NodeError::Unavailable(_) => ErrorCode::Unavailable,
+        NodeError::Unauthorized => ErrorCode::Unauthorized,
+        NodeError::BadRequest(_) => ErrorCode::BadRequest,
+        NodeError::NotFound(_) => ErrorCode::NotFound,
+        NodeError::Internal(_) => ErrorCode::Internal,
+        NodeError::NotApplied(_) => ErrorCode::NotApplied,
+        NodeError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
+        NodeError::EntryTooLarge { .. } => ErrorCode::EntryTooLarge,
+        NodeError::Command(c) => match c {
+            C::NoSuchDatabase(_) => ErrorCode::DatabaseNotFound,
+            C::DatabaseExists(_) => ErrorCode::DatabaseExists,
+            C::BadIdentifier(_) => ErrorCode::BadIdentifier,
+            C::Forbidden(_) => ErrorCode::Forbidden,
+            C::BadRequest(_) => ErrorCode::BadRequest,
+            C::Sql(_) => ErrorCode::SqlError,
+            C::Internal(_) => ErrorCode::Internal,
+        },
+    }
 }
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        use cairn_node::CommandError as C;
-        let msg = e.to_string();
-        let (status, code) = match &e {
-            NodeError::NotLeader { leader } => {
-                return ApiError {
-                    status: StatusCode::FORBIDDEN,
-                    code: "not_leader",
-                    message: msg,
-                    leader: leader.as_ref().map(|l| l.http_url()),
-                }
-            }
-            NodeError::NoLeader => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
-            NodeError::StaleRead { .. } => (StatusCode::SERVICE_UNAVAILABLE, "stale_read"),
-            NodeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            NodeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            NodeError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            NodeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            NodeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            NodeError::NotApplied(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_applied"),
-            NodeError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
-            NodeError::EntryTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "entry_too_large"),
-            NodeError::Command(c) => match c {
-                C::NoSuchDatabase(_) => (StatusCode::NOT_FOUND, "database_not_found"),
-                C::DatabaseExists(_) => (StatusCode::CONFLICT, "database_exists"),
-                C::BadIdentifier(_) => (StatusCode::BAD_REQUEST, "bad_identifier"),
-                C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-                C::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-                C::Sql(_) => (StatusCode::BAD_REQUEST, "sql_error"),
-                C::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            },
-        };
-        ApiError::new(status, code, msg)
+        let mut err = ApiError::of(node_code(&e), e.to_string());
+        if let NodeError::NotLeader { leader } = &e {
+            err.leader = leader.as_ref().map(|l| l.http_url());
+        }
+        err
+    }
+}
+
+impl From<cairn_sql::Error> for ApiError {
+    fn from(e: cairn_sql::Error) -> Self {
+        ApiError::from(NodeError::from(e))
+    }
+}
+
+impl From<&cairn_sql::StatementError> for ApiError {
+    /// A statement's error answered as a whole request's (REST and seed routes): the finer
+    /// code SQLite's result code gives ([`cairn_sql::StatementError::api_code`]).
+    fn from(e: &cairn_sql::StatementError) -> Self {
+        ApiError::of(e.api_code(), e.message.clone())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"error": self.message, "code": self.code});
-        if let Some(l) = self.leader {
-            body["leader"] = l.into();
-        }
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code,
+            leader: self.leader,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

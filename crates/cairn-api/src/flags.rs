@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use cairn_node::Level;
 
 use crate::error::ApiError;
@@ -46,6 +50,23 @@ pub struct Flags {
     pub ver: Option<String>,
     /// `/nodes?nonvoters`: list non-voting members too (rqlite lists only voters without it).
     pub nonvoters: bool,
+    /// Every decoded query-string pair, in order, flags included: the REST routes read
+    /// their filters and options from it, the seed routes their fields.
+    pub pairs: Vec<(String, String)>,
+}
+
+/// Flags are extracted from the query string of every request: a malformed query string is
+/// axum's own 400 (made JSON `bad_request` by the router), a bad flag value 400
+/// `bad_request` from [`Flags::parse`].
+impl<S: Send + Sync> FromRequestParts<S> for Flags {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Flags::parse(&pairs).map_err(IntoResponse::into_response)
+    }
 }
 
 /// Default for `timeout`: rqlite uses 10 s for leader-dependent waits.
@@ -91,7 +112,14 @@ impl Flags {
                 _ => {}
             }
         }
+        f.pairs = pairs.to_vec();
         Ok(f)
+    }
+
+    /// A JSON response with `status`, indented when the request said `pretty`: the one place
+    /// where every handler's output is formatted.
+    pub fn json(&self, status: StatusCode, body: &impl serde::Serialize) -> Response {
+        crate::json_response(status, body, self.pretty)
     }
 
     /// How results are rendered.
@@ -201,7 +229,7 @@ mod tests {
             let e = p(&[("timeout", v)]).expect_err(v);
             assert_eq!(
                 (e.status.as_u16(), e.code),
-                (400, "bad_request"),
+                (400, cairn_sql::ErrorCode::BadRequest),
                 "timeout={v}"
             );
         }

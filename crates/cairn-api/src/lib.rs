@@ -1,13 +1,21 @@
 //! Cairn's public HTTP API (axum): the rqlite-compatible `/db/*` routes, cluster routes
-//! (`/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`) and `/v1/databases`.
+//! (`/status`, `/nodes`, `/readyz`, `/leader`, `/remove`, `/join`), `/v1/databases` with
+//! REST tables and rows, and the seed documents' routes.
+//!
+//! Handlers see the node only through [`Service`] (implemented for [`cairn_node::Node`]);
+//! they take their query-string options as the [`Flags`] extractor and answer typed
+//! [`bodies`] or an [`ApiError`] with a stable [`ErrorCode`].
 
 mod cluster;
 mod databases;
 mod error;
 mod flags;
+#[cfg(test)]
+mod handler_tests;
 mod rest;
 mod rqlite;
 mod seeds;
+mod service;
 
 use std::sync::Arc;
 
@@ -21,8 +29,34 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::ApiError;
+/// The request and response bodies of every route, as `/v1/openapi.json` describes them.
+/// Some request types only document a body that its handler reads field by field (the seed
+/// routes also take fields from the query string, and keep their own error messages).
+pub mod bodies {
+    pub use crate::cluster::{
+        Empty, LeaderBody, NodeIdInput, NodesBody, NodesList, PeerInfo, RemoveNode,
+    };
+    pub use crate::databases::{
+        CreateDatabase, DatabaseCreated, DatabaseInfo, DatabaseList, Dropped,
+    };
+    pub use crate::rest::{
+        AggregateRows, AlterTable, ColumnInfo, ColumnItem, ColumnsInput, CreateTable,
+        DatabaseDetail, Deleted, Inserted, RenameColumn, RowsInput, RowsPage, TableCreated,
+        TableInfo, TableList, TableSummary, UpdateRows, Updated,
+    };
+    pub use crate::rqlite::{Queued, Results, StatementInput, StatementOutcome};
+    pub use crate::seeds::{
+        CreateTable001, CreateTable002, CreateTable004, DbName, Health, MapReduceCount, Metadata,
+        Ping, Routing, SecretCheck, SecurityCheck, SeedDatabase, SeedDeleted, SeedInsert,
+        SeedInserted, SeedRows, SeedSelected, SeedTable, SeedTarget, SeedUpdated, ShardCount,
+        TableCreated001, TableTarget004,
+    };
+}
+
+pub use cairn_sql::ErrorCode;
+pub use error::{ApiError, ErrorBody};
 pub use flags::Flags;
+pub use service::{BoxFuture, Service};
 
 /// Largest request body accepted, in bytes (a `/db/load` file included): twice
 /// [`cairn_raft::MAX_ENTRY_BYTES`] (32 MiB), because JSON spells values in up to about twice
@@ -34,8 +68,8 @@ pub const MAX_BODY_BYTES: usize = 2 * cairn_raft::MAX_ENTRY_BYTES;
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// The node this API serves.
-    pub node: Arc<Node>,
+    /// The node this API serves, behind the [`Service`] boundary.
+    pub service: Arc<dyn Service>,
 }
 
 #[derive(OpenApi)]
@@ -107,8 +141,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().into_openapi()
 }
 
-/// The complete public router.
+/// The complete public router, serving `node`.
 pub fn router(node: Arc<Node>) -> Router {
+    router_for(node)
+}
+
+/// The complete public router over any [`Service`] (a node, or a fake in tests).
+pub fn router_for(service: Arc<dyn Service>) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     let api = Arc::new(api);
     routes
@@ -123,7 +162,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::map_response(version_header))
-        .with_state(AppState { node })
+        .with_state(AppState { service })
 }
 
 /// Every response carries the node's version under rqlite's header name
@@ -138,7 +177,7 @@ async fn version_header(mut resp: Response) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+    ApiError::of(ErrorCode::NoRoute, "no such route")
 }
 
 /// axum's own rejections (oversized body, bad query string, wrong method) are plain text;
@@ -157,12 +196,12 @@ async fn json_rejections(resp: Response) -> Response {
         return resp;
     }
     let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::NOT_FOUND => "no_route",
-        s if s.is_client_error() => "bad_request",
-        _ => "internal",
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::NOT_FOUND => ErrorCode::NoRoute,
+        s if s.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
     };
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
         .await
@@ -176,7 +215,7 @@ async fn json_rejections(resp: Response) -> Response {
     ApiError::new(status, code, msg).into_response()
 }
 
-/// A JSON response, indented when `pretty`.
+/// A JSON response, indented when `pretty` (handlers call it through [`Flags::json`]).
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize, pretty: bool) -> Response {
     let text = if pretty {
         serde_json::to_string_pretty(body)
@@ -210,5 +249,75 @@ mod tests {
             );
         }
         assert!(paths.len() >= 35, "{} paths", paths.len());
+    }
+
+    /// README.md's "Error codes" table lists exactly the codes of [`ErrorCode`], each with
+    /// the status [`ErrorCode::http_status`] gives.
+    #[test]
+    fn readme_lists_every_error_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md is readable");
+        let section = readme
+            .split("\n### Error codes\n")
+            .nth(1)
+            .expect("README.md has a ### Error codes section");
+        let section = section.split("\n#").next().unwrap_or(section);
+        let mut listed: Vec<(String, u16)> = Vec::new();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells[1].trim_matches('`').to_string();
+            let status: u16 = cells[2]
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no status in {line:?}"));
+            listed.push((code, status));
+        }
+        let mut expected: Vec<(String, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), c.http_status()))
+            .collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected);
+    }
+
+    /// The OpenAPI document shows the error code as an enum of every code.
+    #[test]
+    fn openapi_error_code_is_an_enum() {
+        let api = serde_json::to_value(openapi()).expect("serializes");
+        let values = api["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(values.len(), ErrorCode::ALL.len(), "{values:?}");
+        assert!(values.contains(&serde_json::json!("constraint_violation")));
+    }
+
+    /// Every JSON request and response body in the OpenAPI document is a named schema (or
+    /// an array of one), not a free-form object.
+    #[test]
+    fn every_json_body_has_a_named_schema() {
+        let api = serde_json::to_value(openapi()).expect("serializes");
+        let named = |schema: &serde_json::Value| {
+            schema.get("$ref").is_some() || schema["items"].get("$ref").is_some()
+        };
+        let mut free = Vec::new();
+        for (path, ops) in api["paths"].as_object().into_iter().flatten() {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let mut bodies = vec![("request".to_string(), &op["requestBody"])];
+                for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                    bodies.push((status.clone(), r));
+                }
+                for (what, b) in bodies {
+                    if let Some(json) = b["content"].get("application/json") {
+                        if !named(&json["schema"]) {
+                            free.push(format!("{method} {path} {what}: {}", json["schema"]));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(free.is_empty(), "free-form bodies:\n{}", free.join("\n"));
     }
 }

@@ -6,22 +6,19 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
-use cairn_node::NodeError;
 use cairn_sql::{
-    ColumnSpec, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
+    ColumnSpec, ErrorCode, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::flags::Flags;
-use crate::{json_response, AppState};
-
-type Pairs = Query<Vec<(String, String)>>;
+use crate::AppState;
 
 /// Rows returned when a request gives no `limit`.
 pub const DEFAULT_LIMIT: u64 = 1000;
@@ -50,36 +47,14 @@ const RESERVED: &[&str] = &[
     "group_by",
 ];
 
-/// Maps a SQLite error message from a statement slot to an API error with a stable code.
-pub(crate) fn sql_error(msg: &str) -> ApiError {
-    let (status, code) = if msg.starts_with("no such table") {
-        (StatusCode::NOT_FOUND, "table_not_found")
-    } else if msg.contains("no such column") || msg.contains("has no column named") {
-        (StatusCode::NOT_FOUND, "column_not_found")
-    } else if msg.contains("already exists") {
-        (StatusCode::CONFLICT, "already_exists")
-    } else if msg.contains("constraint failed") {
-        (StatusCode::CONFLICT, "constraint_violation")
-    } else {
-        (StatusCode::BAD_REQUEST, "sql_error")
-    };
-    ApiError::new(status, code, msg)
-}
-
-/// Fails with the first statement error, if any.
+/// Fails with the first statement error, if any, answered with the code SQLite's result
+/// code gives (`table_not_found`, `constraint_violation`, ...; see
+/// [`cairn_sql::StatementError::api_code`]) and that code's status.
 pub(crate) fn check(results: Vec<StatementResult>) -> Result<Vec<StatementResult>, ApiError> {
-    if let Some(e) = results.iter().find_map(StatementResult::err) {
-        use cairn_sql::ErrorCode as C;
-        let status = match e.code {
-            C::SqlError => return Err(sql_error(&e.message)),
-            C::NotAuthorized => StatusCode::FORBIDDEN,
-            C::QueryTimeout => StatusCode::GATEWAY_TIMEOUT,
-            C::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            C::BudgetExceeded | C::MultipleStatements | C::BadParameter => StatusCode::BAD_REQUEST,
-        };
-        return Err(ApiError::new(status, e.code.as_str(), e.message.clone()));
+    match results.iter().find_map(StatementResult::err) {
+        Some(e) => Err(ApiError::from(e)),
+        None => Ok(results),
     }
-    Ok(results)
 }
 
 /// Runs writes as one atomic batch through the leader.
@@ -89,7 +64,7 @@ pub(crate) async fn write(
     stmts: Vec<Statement>,
     timeout: Duration,
 ) -> Result<Vec<StatementResult>, ApiError> {
-    check(state.node.execute(db, stmts, true, timeout).await?)
+    check(state.service.execute(db, stmts, true, timeout).await?)
 }
 
 /// Runs reads at the flags' level.
@@ -101,7 +76,7 @@ pub(crate) async fn read(
 ) -> Result<Vec<Rows>, ApiError> {
     let results = check(
         state
-            .node
+            .service
             .query(db, stmts, flags.level, flags.freshness, flags.timeout)
             .await?,
     )?;
@@ -115,12 +90,11 @@ pub(crate) async fn read(
 }
 
 /// Rows as JSON objects keyed by column name (values rendered as rqlite renders them).
-pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
+pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Map<String, serde_json::Value>> {
     rows.values
         .iter()
         .map(|row| {
-            let m: serde_json::Map<String, serde_json::Value> = rows
-                .columns
+            rows.columns
                 .iter()
                 .zip(row.iter().enumerate())
                 .map(|(c, (i, v))| {
@@ -130,8 +104,7 @@ pub(crate) fn objects(rows: &Rows) -> Vec<serde_json::Value> {
                         cairn_sql::render_value(v, ty, cairn_sql::Encoding::default()),
                     )
                 })
-                .collect();
-            serde_json::Value::Object(m)
+                .collect()
         })
         .collect()
 }
@@ -152,7 +125,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 }
 
 pub(crate) fn sql_err(e: cairn_sql::Error) -> ApiError {
-    ApiError::from(NodeError::from(e))
+    ApiError::from(e)
 }
 
 /// The columns of a new table: a list of column objects, a list of names (untyped
@@ -173,7 +146,6 @@ pub enum ColumnItem {
     /// A bare name: an untyped column.
     Name(String),
     /// A full column definition.
-    #[schema(value_type = Object)]
     Spec(ColumnSpec),
 }
 
@@ -223,6 +195,131 @@ pub struct CreateTable {
     pub if_not_exists: bool,
 }
 
+/// Answer of `POST /v1/databases/{db}/tables`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableCreated {
+    /// The database.
+    pub database: String,
+    /// The new table.
+    pub table: String,
+    /// Its columns, as given.
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// One column of an existing table (`pragma_table_info`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Declared type; `""` for none.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// `NOT NULL`.
+    pub not_null: bool,
+    /// The default as the JSON value it was given as (an expression as its SQL text), or
+    /// null.
+    pub default: serde_json::Value,
+    /// Part of the primary key.
+    pub primary_key: bool,
+    /// Has a single-column UNIQUE constraint.
+    pub unique: bool,
+}
+
+/// A table: its columns and row count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableInfo {
+    /// Table name.
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<ColumnInfo>,
+    /// How many rows it holds.
+    pub rows: i64,
+}
+
+/// Answer of `GET /v1/databases/{db}/tables`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableList {
+    /// The database.
+    pub database: String,
+    /// Every user table, by name.
+    pub tables: Vec<TableInfo>,
+}
+
+/// A table's name and row count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableSummary {
+    /// Table name.
+    pub name: String,
+    /// How many rows it holds.
+    pub rows: i64,
+}
+
+/// Answer of `GET /v1/databases/{db}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseDetail {
+    /// Database name.
+    pub name: String,
+    /// Size of its file on this replica, in bytes (0 when this replica does not have it
+    /// yet).
+    pub size_bytes: u64,
+    /// Its user tables.
+    pub tables: Vec<TableSummary>,
+}
+
+/// Body of `POST .../rows`: one row object, or an array of them (inserted atomically).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RowsInput {
+    /// One row: column -> value.
+    One(serde_json::Map<String, serde_json::Value>),
+    /// Several rows.
+    Many(Vec<serde_json::Map<String, serde_json::Value>>),
+}
+
+/// Answer of `POST .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inserted {
+    /// How many rows were inserted.
+    pub inserted: usize,
+    /// Their rowids, in order.
+    pub ids: Vec<i64>,
+}
+
+/// Answer of `GET .../rows`: one page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowsPage {
+    /// The rows, as objects keyed by column name.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How many rows this page holds.
+    pub count: usize,
+    /// The `cursor` of the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Answer of `PATCH .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    /// Rows changed.
+    pub updated: i64,
+}
+
+/// Answer of `DELETE .../rows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    /// Rows deleted.
+    pub deleted: i64,
+}
+
+/// Answer of `GET .../aggregate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggregateRows {
+    /// One object per group: the group columns, then `count`, `sum_<col>`, `avg_<col>`,
+    /// `min_<col>`, `max_<col>`.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// Creates a table from validated column specs.
 pub(crate) async fn create_table_in(
     state: &AppState,
@@ -245,17 +342,16 @@ pub(crate) async fn create_table_in(
 #[utoipa::path(post, path = "/v1/databases/{db}/tables", tag = "tables",
     params(("db" = String, Path, description = "Database name")),
     request_body = CreateTable,
-    responses((status = 201, description = "Created", body = serde_json::Value),
+    responses((status = 201, description = "Created", body = TableCreated),
               (status = 400, description = "Bad name, type or body", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody),
               (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
 pub async fn create_table(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: CreateTable = parse_json(&body)?;
     let cols = req.columns.specs()?;
     create_table_in(
@@ -267,8 +363,12 @@ pub async fn create_table(
         flags.timeout,
     )
     .await?;
-    let body = serde_json::json!({"database": db, "table": req.name, "columns": cols});
-    Ok(json_response(StatusCode::CREATED, &body, flags.pretty))
+    let body = TableCreated {
+        database: db,
+        table: req.name,
+        columns: cols,
+    };
+    Ok(flags.json(StatusCode::CREATED, &body))
 }
 
 /// The columns of `table` (`pragma_table_info`), or `None` when it does not exist.
@@ -277,7 +377,7 @@ pub(crate) async fn describe(
     db: &str,
     table: &str,
     flags: &Flags,
-) -> Result<Option<serde_json::Value>, ApiError> {
+) -> Result<Option<TableInfo>, ApiError> {
     cairn_sql::validate_name(table).map_err(sql_err)?;
     let stmt = Statement {
         sql:
@@ -310,19 +410,19 @@ pub(crate) async fn describe(
                 .collect()
         })
         .unwrap_or_default();
-    let columns: Vec<serde_json::Value> = info
+    let columns: Vec<ColumnInfo> = info
         .values
         .iter()
         .map(|r| {
             let get = |i: usize| r.get(i).cloned().unwrap_or(Value::Null);
-            serde_json::json!({
-                "name": text(&get(0)),
-                "type": text(&get(1)),
-                "not_null": matches!(get(2), Value::Integer(1)),
-                "default": default_value(&get(3)),
-                "primary_key": matches!(get(4), Value::Integer(n) if n > 0),
-                "unique": unique.contains(&text(&get(0))),
-            })
+            ColumnInfo {
+                name: text(&get(0)),
+                ty: text(&get(1)),
+                not_null: matches!(get(2), Value::Integer(1)),
+                default: default_value(&get(3)),
+                primary_key: matches!(get(4), Value::Integer(n) if n > 0),
+                unique: unique.contains(&text(&get(0))),
+            }
         })
         .collect();
     let n = read(state, db, vec![count], flags)
@@ -338,9 +438,11 @@ pub(crate) async fn describe(
             }
         })
         .unwrap_or(0);
-    Ok(Some(
-        serde_json::json!({"name": table, "columns": columns, "rows": n}),
-    ))
+    Ok(Some(TableInfo {
+        name: table.to_string(),
+        columns,
+        rows: n,
+    }))
 }
 
 /// A column default as SQLite stores it (SQL text: `'it''s'`, `0`, `NULL`,
@@ -405,44 +507,44 @@ pub(crate) async fn table_names(
 #[utoipa::path(get, path = "/v1/databases/{db}/tables", tag = "tables",
     params(("db" = String, Path, description = "Database name"),
            ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
-    responses((status = 200, description = "Tables", body = serde_json::Value),
+    responses((status = 200, description = "Tables", body = TableList),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn list_tables(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let mut tables = Vec::new();
     for t in table_names(&state, &db, &flags).await? {
         if let Some(d) = describe(&state, &db, &t, &flags).await? {
             tables.push(d);
         }
     }
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &serde_json::json!({"database": db, "tables": tables}),
-        flags.pretty,
+        &TableList {
+            database: db,
+            tables,
+        },
     ))
 }
 
 /// `GET /v1/databases/{db}`: the database's size and tables.
 #[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
     params(("db" = String, Path, description = "Database name")),
-    responses((status = 200, description = "The database", body = serde_json::Value),
+    responses((status = 200, description = "The database", body = DatabaseDetail),
               (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn get_database(
     State(state): State<AppState>,
     Path(db): Path<String>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     // Existence and tables are read at the request's level (on the leader by default), so
     // a database created through this node is visible here at once; the size is this
     // replica's file.
     let names = table_names(&state, &db, &flags).await?;
     let size = state
-        .node
+        .service
         .databases()
         .into_iter()
         .find(|(n, _)| *n == db)
@@ -451,58 +553,58 @@ pub async fn get_database(
     let mut tables = Vec::new();
     for t in names {
         if let Some(d) = describe(&state, &db, &t, &flags).await? {
-            tables.push(serde_json::json!({"name": t, "rows": d["rows"]}));
+            tables.push(TableSummary {
+                name: t,
+                rows: d.rows,
+            });
         }
     }
-    let body = serde_json::json!({"name": db, "size_bytes": size, "tables": tables});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    let body = DatabaseDetail {
+        name: db,
+        size_bytes: size,
+        tables,
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 fn table_not_found(table: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "table_not_found",
-        format!("no such table: {table}"),
-    )
+    ApiError::of(ErrorCode::TableNotFound, format!("no such table: {table}"))
 }
 
 /// `GET /v1/databases/{db}/tables/{table}`: columns and row count.
 #[utoipa::path(get, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    responses((status = 200, description = "The table", body = serde_json::Value),
+    responses((status = 200, description = "The table", body = TableInfo),
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn get_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let d = describe(&state, &db, &table, &flags)
         .await?
         .ok_or_else(|| table_not_found(&table))?;
-    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &d))
 }
 
 /// `DELETE /v1/databases/{db}/tables/{table}`: drop the table.
 #[utoipa::path(delete, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
+    responses((status = 200, description = "Dropped", body = crate::databases::Dropped),
               (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
 pub async fn drop_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
         cairn_sql::quote_ident(&table).map_err(sql_err)?
     ));
     write(&state, &db, vec![stmt], flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &serde_json::json!({"dropped": table}),
-        flags.pretty,
+        &crate::databases::Dropped { dropped: table },
     ))
 }
 
@@ -511,7 +613,6 @@ pub async fn drop_table(
 #[serde(deny_unknown_fields)]
 pub struct AlterTable {
     /// A column to add.
-    #[schema(value_type = Option<Object>)]
     pub add_column: Option<ColumnSpec>,
     /// A column to rename: `{"from": "old", "to": "new"}`.
     pub rename_column: Option<RenameColumn>,
@@ -530,16 +631,15 @@ pub struct RenameColumn {
 #[utoipa::path(patch, path = "/v1/databases/{db}/tables/{table}", tag = "tables",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
     request_body = AlterTable,
-    responses((status = 200, description = "Changed", body = serde_json::Value),
+    responses((status = 200, description = "Changed", body = TableInfo),
               (status = 400, description = "Bad change", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn alter_table(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: AlterTable = parse_json(&body)?;
     let t = cairn_sql::quote_ident(&table).map_err(sql_err)?;
     let sql = match (&req.add_column, &req.rename_column) {
@@ -569,7 +669,7 @@ pub async fn alter_table(
     let d = describe(&state, &db, &table, &flags)
         .await?
         .ok_or_else(|| table_not_found(&table))?;
-    Ok(json_response(StatusCode::OK, &d, flags.pretty))
+    Ok(flags.json(StatusCode::OK, &d))
 }
 
 /// Inserts rows given as JSON objects in one atomic batch; returns `(ids, count)`.
@@ -627,25 +727,20 @@ pub(crate) fn row_objects(
 /// atomically.
 #[utoipa::path(post, path = "/v1/databases/{db}/tables/{table}/rows", tag = "rows",
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name")),
-    request_body(content = serde_json::Value, description = "One row object or an array of row objects"),
-    responses((status = 201, description = "Inserted: {\"inserted\": n, \"ids\": [rowid...]}", body = serde_json::Value),
+    request_body(content = RowsInput, description = "One row object or an array of row objects"),
+    responses((status = 201, description = "Inserted", body = Inserted),
               (status = 400, description = "Bad body or value", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody),
               (status = 409, description = "A constraint failed; nothing was inserted", body = crate::error::ErrorBody)))]
 pub async fn insert(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let rows = row_objects(parse_json(&body)?)?;
     let (ids, n) = insert_rows(&state, &db, &table, &rows, flags.timeout).await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &serde_json::json!({"inserted": n, "ids": ids}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::CREATED, &Inserted { inserted: n, ids }))
 }
 
 /// Parses the column filters of a query string: `col=v`, `col[op]=v`, `col[in]=a,b`.
@@ -731,26 +826,25 @@ fn decode_cursor(c: &str) -> Result<u64, ApiError> {
            ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
            ("columns" = Option<String>, Query, description = "Columns to return, comma-separated"),
            ("level" = Option<String>, Query, description = "Read consistency: none, weak (default), linearizable, strong")),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n, \"next\": cursor-or-null}", body = serde_json::Value),
+    responses((status = 200, description = "One page of rows", body = RowsPage),
               (status = 400, description = "Bad filter", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let limit = number(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    let limit = number(&flags.pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let offset = match param(&pairs, "cursor") {
+    let offset = match param(&flags.pairs, "cursor") {
         Some(c) => decode_cursor(c)?,
-        None => number(&pairs, "offset")?.unwrap_or(0),
+        None => number(&flags.pairs, "offset")?.unwrap_or(0),
     };
-    let order_by = list_param(&pairs, "order_by")
+    let order_by = list_param(&flags.pairs, "order_by")
         .into_iter()
         .map(|c| match c.strip_prefix('-') {
             Some(c) => (c.to_string(), true),
@@ -759,8 +853,8 @@ pub async fn search(
         .collect();
     let sel = cairn_sql::Select {
         table: table.clone(),
-        columns: list_param(&pairs, "columns"),
-        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+        columns: list_param(&flags.pairs, "columns"),
+        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
         order_by,
         // One row more than asked tells whether there is a next page.
         limit: Some(limit + 1),
@@ -779,8 +873,12 @@ pub async fn search(
     } else {
         None
     };
-    let body = serde_json::json!({"rows": out, "count": out.len(), "next": next});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    let body = RowsPage {
+        count: out.len(),
+        rows: out,
+        next,
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// The WHERE clause of an update or delete: filters from the query string, or refusal
@@ -789,9 +887,8 @@ fn guarded_filter(pairs: &[(String, String)]) -> Result<Fragment, ApiError> {
     let f = filters(pairs)?;
     let all = param(pairs, "all").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     if f.is_empty() && !all {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "filter_required",
+        return Err(ApiError::of(
+            ErrorCode::FilterRequired,
             "refusing to change every row: give a filter, or all=true",
         ));
     }
@@ -812,25 +909,20 @@ pub struct UpdateRows {
            ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
            ("all" = Option<bool>, Query, description = "Update every row")),
     request_body = UpdateRows,
-    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
+    responses((status = 200, description = "Rows changed", body = Updated),
               (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let req: UpdateRows = parse_json(&body)?;
-    let filter = guarded_filter(&pairs)?;
+    let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::update(&table, &req.set, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"updated": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &Updated { updated: n }))
 }
 
 /// `DELETE /v1/databases/{db}/tables/{table}/rows?<filters>`: delete matching rows.
@@ -838,23 +930,18 @@ pub async fn update(
     params(("db" = String, Path, description = "Database name"), ("table" = String, Path, description = "Table name"),
            ("filters" = Option<String>, Query, description = "Column filters as for GET; required unless all=true"),
            ("all" = Option<bool>, Query, description = "Delete every row")),
-    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
+    responses((status = 200, description = "Rows deleted", body = Deleted),
               (status = 400, description = "No filter, or a bad one", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let filter = guarded_filter(&pairs)?;
+    let filter = guarded_filter(&flags.pairs)?;
     let stmt = cairn_sql::delete(&table, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"deleted": n}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &Deleted { deleted: n }))
 }
 
 /// `GET /v1/databases/{db}/tables/{table}/aggregate`: count, sum, avg, min, max, grouped.
@@ -868,30 +955,29 @@ pub async fn delete(
            ("group_by" = Option<String>, Query, description = "Grouping columns"),
            ("filters" = Option<String>, Query, description = "Column filters as for GET rows"),
            ("level" = Option<String>, Query, description = "Read consistency")),
-    responses((status = 200, description = "{\"rows\": [{group columns..., count, sum_col, ...}]}", body = serde_json::Value),
+    responses((status = 200, description = "One object per group", body = AggregateRows),
               (status = 400, description = "No aggregate asked for, or a bad filter", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
 pub async fn aggregate(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let a = cairn_sql::Aggregate {
         table,
-        count: param(&pairs, "count").map(|c| {
+        count: param(&flags.pairs, "count").map(|c| {
             if c.is_empty() {
                 "*".to_string()
             } else {
                 c.to_string()
             }
         }),
-        sum: list_param(&pairs, "sum"),
-        avg: list_param(&pairs, "avg"),
-        min: list_param(&pairs, "min"),
-        max: list_param(&pairs, "max"),
-        group_by: list_param(&pairs, "group_by"),
-        filter: cairn_sql::where_clause(&filters(&pairs)?).map_err(sql_err)?,
+        sum: list_param(&flags.pairs, "sum"),
+        avg: list_param(&flags.pairs, "avg"),
+        min: list_param(&flags.pairs, "min"),
+        max: list_param(&flags.pairs, "max"),
+        group_by: list_param(&flags.pairs, "group_by"),
+        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
     };
     let stmt = cairn_sql::aggregate(&a).map_err(sql_err)?;
     let rows = read(&state, &db, vec![stmt], &flags)
@@ -899,9 +985,10 @@ pub async fn aggregate(
         .into_iter()
         .next()
         .unwrap_or_default();
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &serde_json::json!({"rows": objects(&rows)}),
-        flags.pretty,
+        &AggregateRows {
+            rows: objects(&rows),
+        },
     ))
 }

@@ -4,17 +4,16 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_node::{Level, LoadPayload};
-use cairn_sql::{Statement, StatementResult};
+use cairn_sql::{ErrorCode, Statement, StatementResult};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::flags::Flags;
-use crate::{json_response, AppState};
-
-type Pairs = Query<Vec<(String, String)>>;
+use crate::AppState;
 
 /// Parses a statement batch: a JSON array, or with `Content-Type: text/plain` one SQL
 /// statement.
@@ -37,7 +36,56 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Statement>, ApiErr
     Statement::parse_batch_json(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// rqlite's `{"results": [...], "time": seconds}`, serialized straight from the results.
+/// One statement of a batch, as rqlite takes it: `"SQL"`, `["SQL ?", v...]` (positional
+/// parameters) or `["SQL :n", {"n": v}]` (named parameters). Documents the body that
+/// [`Statement::parse_batch_json`] reads.
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatementInput {
+    /// SQL without parameters.
+    Sql(String),
+    /// The SQL first, then its parameters (or one object of named parameters).
+    Parameterized(Vec<serde_json::Value>),
+}
+
+/// One statement's result in rqlite's shape: a write's `last_insert_id` and
+/// `rows_affected` (each absent when 0), a read's `columns`, `types` and `values` (with
+/// `associative`: `types` as an object and `rows` as objects), or a failed statement's
+/// `error` and `code`; `time` in seconds with `timings`. Documents what
+/// [`cairn_sql::Rendered`] writes.
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct StatementOutcome {
+    /// `sqlite3_last_insert_rowid()` after a write; absent when 0.
+    pub last_insert_id: Option<i64>,
+    /// Rows a write changed; absent when 0.
+    pub rows_affected: Option<i64>,
+    /// A read's column names.
+    pub columns: Option<Vec<String>>,
+    /// A read's column types (an object of column -> type with `associative`).
+    pub types: Option<serde_json::Value>,
+    /// A read's rows as arrays; absent when there is none.
+    pub values: Option<Vec<Vec<serde_json::Value>>>,
+    /// With `associative`: a read's rows as objects; absent when there is none.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rows: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// Why the statement failed (it changed nothing).
+    pub error: Option<String>,
+    /// The statement error's stable code (`sql_error`, `not_authorized`, ...).
+    pub code: Option<ErrorCode>,
+    /// Seconds the statement took, with `timings`.
+    pub time: Option<f64>,
+}
+
+/// rqlite's `{"results": [...], "time": seconds}` (`time` with `timings` only).
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct Results {
+    /// One result per statement, in order.
+    pub results: Vec<StatementOutcome>,
+    /// Seconds the request took, with `timings`.
+    pub time: Option<f64>,
+}
+
+/// [`Results`], serialized straight from the statement results.
 #[derive(serde::Serialize)]
 struct ResultsBody<'a> {
     results: cairn_sql::RenderedAll<'a>,
@@ -45,12 +93,21 @@ struct ResultsBody<'a> {
     time: Option<f64>,
 }
 
+/// Answer of a queued write (`?queue`): nothing ran yet.
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct Queued {
+    /// Always empty.
+    pub results: Vec<StatementOutcome>,
+    /// The queued batch's number; `?wait` waited until it was written.
+    pub sequence_number: u64,
+}
+
 fn results_response(flags: &Flags, results: &[StatementResult], start: Instant) -> Response {
     let body = ResultsBody {
         results: cairn_sql::RenderedAll(results, flags.encoding()),
         time: flags.timings.then(|| start.elapsed().as_secs_f64()),
     };
-    json_response(StatusCode::OK, &body, flags.pretty)
+    flags.json(StatusCode::OK, &body)
 }
 
 /// Header carrying a client's request id: a write retried with the same id applies once
@@ -71,7 +128,7 @@ async fn write(
 ) -> Result<Vec<StatementResult>, ApiError> {
     let id = request_id(headers)?;
     Ok(state
-        .node
+        .service
         .execute_once(&flags.db, stmts, flags.transaction, id, flags.timeout)
         .await?)
 }
@@ -104,11 +161,11 @@ fn redirect_to_leader(
     flags: &Flags,
     uri: &OriginalUri,
 ) -> Result<Option<Response>, ApiError> {
-    if !flags.redirect || state.node.is_leader() {
+    if !flags.redirect || state.service.is_leader() {
         return Ok(None);
     }
     let leader = state
-        .node
+        .service
         .leader()
         .ok_or_else(|| ApiError::from(cairn_node::NodeError::NoLeader))?;
     let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -126,28 +183,30 @@ fn redirect_to_leader(
 /// `POST /db/execute`: writes, through the leader.
 #[utoipa::path(post, path = "/db/execute", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("transaction" = Option<String>, Query, description = "All or nothing"), ("queue" = Option<String>, Query, description = "Queue and answer at once"), ("wait" = Option<String>, Query, description = "With queue: wait for the write"), ("redirect" = Option<String>, Query, description = "Answer 301 to the leader instead of forwarding")),
-    request_body(content = serde_json::Value, description = "JSON array of statements: \"SQL\", [\"SQL ?\", v...] or [\"SQL :n\", {\"n\": v}]"),
-    responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader", body = crate::error::ErrorBody)))]
+    request_body(content = Vec<StatementInput>, description = "JSON array of statements: \"SQL\", [\"SQL ?\", v...] or [\"SQL :n\", {\"n\": v}]; or with Content-Type text/plain one SQL statement"),
+    responses((status = 200, description = "One result per statement; with queue, {\"results\": [], \"sequence_number\": n}", body = Results), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader", body = crate::error::ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
     if flags.queue {
         let seq = state
-            .node
+            .service
             .enqueue(&flags.db, stmts, flags.transaction, flags.timeout)
             .await?;
         if flags.wait {
-            state.node.wait_queue(seq, flags.timeout).await?;
+            state.service.wait_queue(seq, flags.timeout).await?;
         }
-        let body = serde_json::json!({"results": [], "sequence_number": seq});
-        return Ok(json_response(StatusCode::OK, &body, flags.pretty));
+        let body = Queued {
+            results: Vec::new(),
+            sequence_number: seq,
+        };
+        return Ok(flags.json(StatusCode::OK, &body));
     }
     if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
         return Ok(r);
@@ -159,17 +218,16 @@ pub async fn execute(
 /// `GET /db/query?q=...` or `POST /db/query`: reads at the requested consistency level.
 #[utoipa::path(method(get, post), path = "/db/query", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("q" = Option<String>, Query, description = "SQL (GET)"), ("level" = Option<String>, Query, description = "none, weak (default), linearizable, strong, auto"), ("freshness" = Option<String>, Query, description = "With level=none: refuse if the leader was not heard from within this, e.g. 1s"), ("associative" = Option<String>, Query, description = "Rows as objects"), ("blob_array" = Option<String>, Query, description = "BLOBs as byte arrays"), ("redirect" = Option<String>, Query, description = "301 to the leader")),
-    request_body(content = serde_json::Value, description = "POST: JSON array of statements"),
-    responses((status = 200, description = "{\"results\": [{\"columns\",\"types\",\"values\"}]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader or stale read", body = crate::error::ErrorBody)))]
+    request_body(content = Vec<StatementInput>, description = "POST: JSON array of statements"),
+    responses((status = 200, description = "One result per statement", body = Results), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody), (status = 503, description = "No leader or stale read", body = crate::error::ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = if flags.q.is_empty() {
         if body.is_empty() {
             return Err(ApiError::bad_request(
@@ -186,7 +244,7 @@ pub async fn query(
         }
     }
     let results = state
-        .node
+        .service
         .query(
             &flags.db,
             stmts,
@@ -202,19 +260,18 @@ pub async fn query(
 /// anything else goes through the log as one entry.
 #[utoipa::path(post, path = "/db/request", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)"), ("pretty" = Option<String>, Query, description = "Indent the JSON"), ("timings" = Option<String>, Query, description = "Report times"), ("timeout" = Option<String>, Query, description = "How long to wait for the leader, e.g. 5s"), ("transaction" = Option<String>, Query, description = "All or nothing"), ("level" = Option<String>, Query, description = "Read consistency for an all-read batch")),
-    request_body(content = serde_json::Value, description = "JSON array of statements, reads and writes mixed"),
-    responses((status = 200, description = "{\"results\": [...]}", body = serde_json::Value), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+    request_body(content = Vec<StatementInput>, description = "JSON array of statements, reads and writes mixed"),
+    responses((status = 200, description = "One result per statement", body = Results), (status = 400, description = "Malformed request", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn request(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let flags = Flags::parse(&pairs)?;
     let stmts = parse_body(&headers, &body)?;
-    let read_only = state.node.all_read_only(&flags.db, &stmts)?;
+    let read_only = state.service.all_read_only(&flags.db, &stmts)?;
     if !read_only || flags.level != Level::None {
         if let Some(r) = redirect_to_leader(&state, &flags, &uri)? {
             return Ok(r);
@@ -222,7 +279,7 @@ pub async fn request(
     }
     let results = if read_only {
         state
-            .node
+            .service
             .query(
                 &flags.db,
                 stmts,
@@ -242,16 +299,12 @@ pub async fn request(
 #[utoipa::path(get, path = "/db/backup", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)"), ("fmt" = Option<String>, Query, description = "sql for a text dump")),
     responses((status = 200, description = "The SQLite file, or a SQL dump", content_type = "application/octet-stream"), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
-pub async fn backup(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
+pub async fn backup(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     if flags.fmt.as_deref() == Some("sql") {
-        let dump = state.node.dump_sql(&flags.db).await?;
+        let dump = state.service.dump_sql(&flags.db).await?;
         return Ok(([(header::CONTENT_TYPE, "application/sql")], dump).into_response());
     }
-    let bytes = state.node.backup(&flags.db).await?;
+    let bytes = state.service.backup(&flags.db).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -270,13 +323,12 @@ pub async fn backup(
 #[utoipa::path(post, path = "/db/load", tag = "rqlite",
     params(("db" = Option<String>, Query, description = "Database (default main)")),
     request_body(content = String, description = "A SQLite database file, or a SQL script", content_type = "application/octet-stream"),
-    responses((status = 200, description = "Loaded", body = serde_json::Value), (status = 400, description = "Not a database or a failing script; nothing changed", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Loaded: a script's results, none for a file", body = Results), (status = 400, description = "Not a database or a failing script; nothing changed", body = crate::error::ErrorBody), (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
 pub async fn load(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "empty body: send a SQLite file or a SQL script",
@@ -290,9 +342,14 @@ pub async fn load(
         })?;
         LoadPayload::Script(text)
     };
-    let results = state.node.load(&flags.db, payload, flags.timeout).await?;
-    let enc = flags.encoding();
-    let body =
-        serde_json::json!({"results": results.iter().map(|r| r.to_json(enc)).collect::<Vec<_>>()});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    let results = state
+        .service
+        .load(&flags.db, payload, flags.timeout)
+        .await?;
+    // No `time` here, even with `timings` (as before): only the statements' own.
+    let body = ResultsBody {
+        results: cairn_sql::RenderedAll(&results, flags.encoding()),
+        time: None,
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }

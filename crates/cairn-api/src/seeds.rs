@@ -17,18 +17,344 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use cairn_sql::{Filter, Fragment, Op, Statement, Value};
-use serde_json::{json, Map, Value as Json};
+use cairn_node::NodeEntry;
+use cairn_sql::{ErrorCode, Filter, Fragment, Op, Statement, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::cluster::PeerInfo;
+use crate::databases::{database_infos, DatabaseInfo};
+use crate::error::{ApiError, ErrorBody};
 use crate::flags::Flags;
 use crate::rest::{self, objects};
-use crate::{json_response, AppState};
+use crate::AppState;
 
-type Pairs = Query<Vec<(String, String)>>;
+type Row = Map<String, Json>;
+
+// Request bodies, as documented. The handlers read them field by field, because each field
+// may also come from the query string and the seeds' error messages name the field.
+
+/// Body of `POST /create_table` (seed 001).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable001 {
+    /// The table, in the default database.
+    pub table_name: String,
+    /// Its columns: names, an object of name -> type, or column objects.
+    pub columns: rest::ColumnsInput,
+}
+
+/// Body of `POST /insert`, in one of the seeds' three forms.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SeedInsert {
+    /// Seed 001: `{"table_name", "row_id", "data"}` in the default database.
+    Seed001 {
+        /// The table.
+        table_name: String,
+        /// Echoed back.
+        row_id: Option<Json>,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+    },
+    /// Seed 004: `{"db_name", "table", "data", "shard_key"?}`.
+    Seed004 {
+        /// The database.
+        db_name: String,
+        /// The table.
+        table: String,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+        /// Echoed back; every node holds every row today.
+        shard_key: Option<Json>,
+    },
+    /// Seeds 002/003: `{"db", "table", "data"}`.
+    Seed002 {
+        /// The database.
+        db: String,
+        /// The table.
+        table: String,
+        /// Column -> value.
+        #[schema(value_type = Object)]
+        data: Row,
+    },
+}
+
+/// Body of seed 004's `/create-db` and `/drop-db`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DbName {
+    /// The database.
+    pub db_name: String,
+}
+
+/// Body of `POST /createtable` (seeds 002/003); the fields may be query parameters instead.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable002 {
+    /// The database.
+    pub db: String,
+    /// The table.
+    pub table: String,
+    /// Column definitions as SQL: `"id INT, name VARCHAR(255)"`.
+    pub columns: String,
+}
+
+/// Body of seed 004's `/create-table`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTable004 {
+    /// The database.
+    pub db_name: String,
+    /// The table.
+    pub table: String,
+    /// Its columns: an object of name -> type, or a list.
+    pub columns: rest::ColumnsInput,
+}
+
+/// Body of seed 004's `/delete-table` and `/map-reduce-count`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TableTarget004 {
+    /// The database.
+    pub db_name: String,
+    /// The table.
+    pub table: String,
+    /// `/map-reduce-count`: a SQL condition counted rows must meet.
+    pub condition: Option<String>,
+}
+
+/// Body of `/select` and `/delete` (and, with `set`, `/update`): seed 004's form with a
+/// `condition`, or seeds 002/003's with a `where` object of equalities.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SeedTarget {
+    /// Seed 004.
+    Condition {
+        /// The database.
+        db_name: String,
+        /// The table.
+        table: String,
+        /// A SQL condition: columns, literals, comparisons, AND/OR/NOT, IN, LIKE, BETWEEN,
+        /// IS NULL. Required for `/update` and `/delete` unless `all=true`.
+        condition: Option<String>,
+        /// Echoed back.
+        shard_key: Option<String>,
+        /// `/update`: column -> new value.
+        #[schema(value_type = Option<Object>)]
+        set: Option<Row>,
+    },
+    /// Seeds 002/003.
+    Where {
+        /// The database.
+        db: String,
+        /// The table.
+        table: String,
+        /// Column -> value equalities.
+        #[serde(rename = "where")]
+        #[schema(value_type = Option<Object>)]
+        where_: Option<Row>,
+        /// `/update`: column -> new value.
+        #[schema(value_type = Option<Object>)]
+        set: Option<Row>,
+    },
+}
+
+// Answers.
+
+/// `{"status", "table"}`: seed 001's table created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableCreated001 {
+    /// `"created"`.
+    pub status: &'static str,
+    /// The table.
+    pub table: String,
+}
+
+/// Answer of `POST /insert`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedInserted {
+    /// `"inserted"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// Rows inserted (1).
+    pub inserted: usize,
+    /// The row's rowid.
+    pub id: Option<i64>,
+    /// Seed 001: the `row_id` given (null when none); absent in the other forms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_id: Option<Json>,
+    /// Seed 004: the `shard_key` given (null when none); absent in the other forms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_key: Option<Json>,
+}
+
+/// Answer of `GET /search` (seed 001).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedRows {
+    /// How many rows matched.
+    pub count: usize,
+    /// The rows, as objects.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Row>,
+}
+
+/// Answer of `GET /ping`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ping {
+    /// `"ok"`.
+    pub status: &'static str,
+    /// This node's id.
+    pub node_id: u64,
+    /// `"leader"` or `"follower"`.
+    pub role: &'static str,
+}
+
+/// A database created or dropped by a seed route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedDatabase {
+    /// `"created"` or `"dropped"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+}
+
+/// A table created or dropped by a seed route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedTable {
+    /// `"created"` or `"dropped"`.
+    pub status: &'static str,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+}
+
+/// Answer of `/select`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedSelected {
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// How many rows matched (at most 10,000 are returned).
+    pub count: usize,
+    /// The rows, as objects.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Row>,
+    /// The `shard_key` given, echoed; null when none.
+    pub shard_key: Option<String>,
+    /// Shards the rows came from: 1 (every node holds every row).
+    pub shards: u32,
+}
+
+/// Answer of `/update`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedUpdated {
+    /// `"updated"`.
+    pub status: &'static str,
+    /// Rows changed.
+    pub updated: i64,
+}
+
+/// Answer of `/delete`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeedDeleted {
+    /// `"deleted"`.
+    pub status: &'static str,
+    /// Rows deleted.
+    pub deleted: i64,
+}
+
+/// How rows are placed, in `/metadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Routing {
+    /// In words.
+    pub replication: &'static str,
+    /// Shards: 1.
+    pub shards: u32,
+}
+
+/// Answer of `GET /metadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metadata {
+    /// This node's id.
+    pub node_id: u64,
+    /// `"leader"` or `"follower"`.
+    pub role: &'static str,
+    /// The leader this node knows of; null when none.
+    pub leader: Option<PeerInfo>,
+    /// Every member, as `/nodes` lists them.
+    pub nodes: Vec<NodeEntry>,
+    /// This replica's databases.
+    pub databases: Vec<DatabaseInfo>,
+    /// How rows are placed.
+    pub routing: Routing,
+}
+
+/// Answer of `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `"healthy"`, `"degraded"` (a member does not answer) or `"unavailable"` (no
+    /// leader, with 503).
+    pub status: &'static str,
+    /// This node's id.
+    pub node_id: u64,
+    /// The leader; null when none.
+    pub leader: Option<PeerInfo>,
+    /// Every member with its reachability.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// One shard's count in `/map-reduce-count`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardCount {
+    /// Shard number.
+    pub shard: u32,
+    /// Its count.
+    pub count: i64,
+}
+
+/// Answer of `POST /map-reduce-count`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MapReduceCount {
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// The sum of the shards' counts.
+    pub count: i64,
+    /// Each shard's count.
+    pub shards: Vec<ShardCount>,
+}
+
+/// One member's answers in `/security-check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretCheck {
+    /// Node id.
+    pub node: String,
+    /// Its internal RPC address.
+    pub raft_addr: String,
+    /// HTTP status without the secret; null when unreachable.
+    pub without_secret: Option<u16>,
+    /// HTTP status with a wrong secret; null when unreachable.
+    pub wrong_secret: Option<u16>,
+    /// Whether both were refused with 401.
+    pub refused: bool,
+}
+
+/// Answer of `POST /security-check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityCheck {
+    /// Whether every member refused both requests.
+    pub secure: bool,
+    /// Each member's answers.
+    pub checks: Vec<SecretCheck>,
+}
 
 fn body_json(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
     if body.is_empty() {
@@ -59,13 +385,7 @@ fn required(
 ) -> Result<String, ApiError> {
     field(body, pairs, key)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_field",
-                format!("missing field {key:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::of(ErrorCode::MissingField, format!("missing field {key:?}")))
 }
 
 fn object(body: &Map<String, Json>, key: &str) -> Result<Map<String, Json>, ApiError> {
@@ -74,9 +394,8 @@ fn object(body: &Map<String, Json>, key: &str) -> Result<Map<String, Json>, ApiE
         Some(other) => Err(ApiError::bad_request(format!(
             "{key:?} must be an object, got {other}"
         ))),
-        None => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
+        None => Err(ApiError::of(
+            ErrorCode::MissingField,
             format!("missing field {key:?}"),
         )),
     }
@@ -94,12 +413,12 @@ fn eq_filter(map: &Map<String, Json>) -> Result<Fragment, ApiError> {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-    cairn_sql::where_clause(&filters).map_err(|e| ApiError::from(cairn_node::NodeError::from(e)))
+    cairn_sql::where_clause(&filters).map_err(ApiError::from)
 }
 
 fn condition(cond: &str) -> Result<Fragment, ApiError> {
     cairn_sql::parse_condition(cond)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_condition", e.to_string()))
+        .map_err(|e| ApiError::of(ErrorCode::BadCondition, e.to_string()))
 }
 
 async fn select_rows(
@@ -108,7 +427,7 @@ async fn select_rows(
     table: &str,
     filter: Fragment,
     flags: &Flags,
-) -> Result<Vec<Json>, ApiError> {
+) -> Result<Vec<Row>, ApiError> {
     let stmt = cairn_sql::select(&cairn_sql::Select {
         table: table.to_string(),
         filter,
@@ -138,78 +457,81 @@ async fn changed(
 /// `POST /create_table` (seed 001): `{"table_name": "students", "columns": ["id", "name"]}`
 /// in the default database; columns may also be `{"name": "TYPE"}` or column objects.
 #[utoipa::path(post, path = "/create_table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"table_name\", \"columns\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 409, description = "The table exists", body = crate::error::ErrorBody)))]
+    request_body = CreateTable001,
+    responses((status = 201, description = "Created", body = TableCreated001),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 409, description = "The table exists", body = ErrorBody)))]
 pub async fn create_table_001(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let table = required(&b, &pairs, "table_name")?;
+    let table = required(&b, &flags.pairs, "table_name")?;
     let cols: rest::ColumnsInput =
         serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
             ApiError::bad_request("\"columns\" must be a list of names or an object of name: type")
         })?;
     let cols = cols.specs()?;
     rest::create_table_in(&state, &flags.db, &table, &cols, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "table": table}),
-        flags.pretty,
+        &TableCreated001 {
+            status: "created",
+            table,
+        },
     ))
 }
 
 /// `POST /insert`: seed 001 (`table_name`, `row_id`, `data`), seed 004 (`db_name`,
 /// `table`, `data`, `shard_key`) or seeds 002/003 (`db`, `table`, `data`).
 #[utoipa::path(post, path = "/insert", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"table_name\",\"row_id\",\"data\"} | {\"db_name\",\"table\",\"data\",\"shard_key\"?} | {\"db\",\"table\",\"data\"}"),
-    responses((status = 201, description = "Inserted", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+    request_body = SeedInsert,
+    responses((status = 201, description = "Inserted", body = SeedInserted),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = ErrorBody)))]
 pub async fn insert(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
     let data = object(&b, "data")?;
-    let (db, table, extra) = if b.contains_key("table_name") {
-        let table = required(&b, &pairs, "table_name")?;
-        (
-            flags.db.clone(),
-            table,
-            json!({"row_id": b.get("row_id").cloned().unwrap_or(Json::Null)}),
-        )
+    let echo = |key: &str| Some(b.get(key).cloned().unwrap_or(Json::Null));
+    let (db, table, row_id, shard_key) = if b.contains_key("table_name") {
+        let table = required(&b, &flags.pairs, "table_name")?;
+        (flags.db.clone(), table, echo("row_id"), None)
     } else if b.contains_key("db_name") {
         (
-            required(&b, &pairs, "db_name")?,
-            required(&b, &pairs, "table")?,
-            json!({"shard_key": b.get("shard_key").cloned().unwrap_or(Json::Null)}),
+            required(&b, &flags.pairs, "db_name")?,
+            required(&b, &flags.pairs, "table")?,
+            None,
+            echo("shard_key"),
         )
     } else if b.contains_key("db") {
         (
-            required(&b, &pairs, "db")?,
-            required(&b, &pairs, "table")?,
-            json!({}),
+            required(&b, &flags.pairs, "db")?,
+            required(&b, &flags.pairs, "table")?,
+            None,
+            None,
         )
     } else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
+        return Err(ApiError::of(
+            ErrorCode::MissingField,
             "give table_name (seed 001), db_name and table (seed 004), or db and table (seeds 002/003)",
         ));
     };
     let (ids, n) = rest::insert_rows(&state, &db, &table, &[data], flags.timeout).await?;
-    let mut out = json!({"status": "inserted", "database": db, "table": table, "inserted": n, "id": ids.first()});
-    if let (Json::Object(o), Json::Object(e)) = (&mut out, extra) {
-        o.extend(e);
-    }
-    Ok(json_response(StatusCode::CREATED, &out, flags.pretty))
+    let out = SeedInserted {
+        status: "inserted",
+        database: db,
+        table,
+        inserted: n,
+        id: ids.first().copied(),
+        row_id,
+        shard_key,
+    };
+    Ok(flags.json(StatusCode::CREATED, &out))
 }
 
 /// `GET /search?table=&column=&value=` (seed 001): rows of the default database whose
@@ -217,18 +539,14 @@ pub async fn insert(
 #[utoipa::path(get, path = "/search", tag = "seeds",
     params(("table" = String, Query, description = "Table"), ("column" = String, Query, description = "Column"),
            ("value" = String, Query, description = "Value to match"), ("level" = Option<String>, Query, description = "Read consistency")),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown table or column", body = crate::error::ErrorBody)))]
-pub async fn search_001(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
+    responses((status = 200, description = "Matching rows", body = SeedRows),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 404, description = "Unknown table or column", body = ErrorBody)))]
+pub async fn search_001(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let none = Map::new();
-    let table = required(&none, &pairs, "table")?;
-    let column = required(&none, &pairs, "column")?;
-    let value = field(&none, &pairs, "value").unwrap_or_default();
+    let table = required(&none, &flags.pairs, "table")?;
+    let column = required(&none, &flags.pairs, "column")?;
+    let value = field(&none, &flags.pairs, "value").unwrap_or_default();
     let filter = cairn_sql::where_clause(&[Filter {
         column,
         op: Op::Eq,
@@ -236,99 +554,109 @@ pub async fn search_001(
     }])
     .map_err(rest::sql_err)?;
     let rows = select_rows(&state, &flags.db, &table, filter, &flags).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &json!({"count": rows.len(), "rows": rows}),
-        flags.pretty,
+        &SeedRows {
+            count: rows.len(),
+            rows,
+        },
     ))
 }
 
 /// `GET /ping` (seeds 002/003): this node's liveness and role.
 #[utoipa::path(get, path = "/ping", tag = "seeds",
-    responses((status = 200, description = "{\"status\":\"ok\",\"node_id\",\"role\"}", body = serde_json::Value)))]
+    responses((status = 200, description = "Alive", body = Ping)))]
 pub async fn ping(State(state): State<AppState>) -> Response {
-    let role = if state.node.is_leader() {
+    let role = if state.service.is_leader() {
         "leader"
     } else {
         "follower"
     };
-    json_response(
+    crate::json_response(
         StatusCode::OK,
-        &json!({"status": "ok", "node_id": state.node.id(), "role": role}),
+        &Ping {
+            status: "ok",
+            node_id: state.service.id(),
+            role,
+        },
         false,
     )
 }
 
 async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
-    state.node.create_database(name, flags.timeout).await?;
-    Ok(json_response(
+    state.service.create_database(name, flags.timeout).await?;
+    Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": name}),
-        flags.pretty,
+        &SeedDatabase {
+            status: "created",
+            database: name.to_string(),
+        },
     ))
 }
 
 async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
-    state.node.drop_database(name, flags.timeout).await?;
-    Ok(json_response(
+    state.service.drop_database(name, flags.timeout).await?;
+    Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "dropped", "database": name}),
-        flags.pretty,
+        &SeedDatabase {
+            status: "dropped",
+            database: name.to_string(),
+        },
     ))
 }
 
 /// `GET|POST /createdb?name=mydb` (seeds 002/003): create a database.
 #[utoipa::path(method(get, post), path = "/createdb", tag = "seeds",
     params(("name" = String, Query, description = "Database name")),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    responses((status = 201, description = "Created", body = SeedDatabase),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn createdb(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "name")?;
     create_db(&state, &name, &flags).await
 }
 
 /// `GET|POST /dropdb?name=mydb` (seeds 002/003): drop a database; the leader only.
 #[utoipa::path(method(get, post), path = "/dropdb", tag = "seeds",
     params(("name" = String, Query, description = "Database name")),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 403, description = "Not the leader", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Dropped", body = SeedDatabase),
+              (status = 403, description = "Not the leader", body = ErrorBody)))]
 pub async fn dropdb(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "name")?;
     drop_db(&state, &name, &flags).await
 }
 
 /// `POST /createtable` (seeds 002/003): `{"db","table","columns":"id INT, name VARCHAR(255)"}`
 /// (or the same as query parameters).
 #[utoipa::path(post, path = "/createtable", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db\",\"table\",\"columns\": \"id INT, name VARCHAR(255)\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad definition", body = crate::error::ErrorBody)))]
+    request_body = CreateTable002,
+    responses((status = 201, description = "Created", body = SeedTable),
+              (status = 400, description = "Bad definition", body = ErrorBody)))]
 pub async fn createtable(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db")?;
-    let table = required(&b, &pairs, "table")?;
-    let cols =
-        cairn_sql::parse_column_list(&required(&b, &pairs, "columns")?).map_err(rest::sql_err)?;
+    let db = required(&b, &flags.pairs, "db")?;
+    let table = required(&b, &flags.pairs, "table")?;
+    let cols = cairn_sql::parse_column_list(&required(&b, &flags.pairs, "columns")?)
+        .map_err(rest::sql_err)?;
     rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": db, "table": table}),
-        flags.pretty,
+        &SeedTable {
+            status: "created",
+            database: db,
+            table,
+        },
     ))
 }
 
@@ -370,44 +698,46 @@ fn target(
 /// `POST /select` (seed 004: `{"db_name","table","condition"?,"shard_key"?}`) or
 /// `GET /select?db=&table=[&column=&value=]` (seeds 002/003).
 #[utoipa::path(method(get, post), path = "/select", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?,\"shard_key\"?} or {\"db\",\"table\",\"where\"?}"),
-    responses((status = 200, description = "{\"rows\": [...], \"count\": n}", body = serde_json::Value),
-              (status = 400, description = "Bad input or a disallowed condition", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database, table or column", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Matching rows", body = SeedSelected),
+              (status = 400, description = "Bad input or a disallowed condition", body = ErrorBody),
+              (status = 404, description = "Unknown database, table or column", body = ErrorBody)))]
 pub async fn select(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, _) = target(&b, &pairs)?;
+    let (db, table, filter, _) = target(&b, &flags.pairs)?;
     let rows = select_rows(&state, &db, &table, filter, &flags).await?;
     // Every node holds every row today (one shard), so the shard key routes nothing yet; it
     // is echoed so that clients of seed 004 see it was received.
-    let body = json!({
-        "database": db, "table": table, "count": rows.len(), "rows": rows,
-        "shard_key": field(&b, &pairs, "shard_key"), "shards": 1,
-    });
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    let body = SeedSelected {
+        database: db,
+        table,
+        count: rows.len(),
+        rows,
+        shard_key: field(&b, &flags.pairs, "shard_key"),
+        shards: 1,
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `POST /update`: seed 004 `{"db_name","table","set","condition","shard_key"?}` or seeds
 /// 002/003 `{"db","table","set","where"}`. A missing condition is refused (an "unsafe
 /// update", seed 004) unless `all=true`.
 #[utoipa::path(post, path = "/update", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"set\",\"condition\"} or {\"db\",\"table\",\"set\",\"where\"}"),
-    responses((status = 200, description = "{\"updated\": n}", body = serde_json::Value),
-              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Rows changed", body = SeedUpdated),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, has) = target(&b, &pairs)?;
-    refuse_unsafe(has, &pairs, "update")?;
+    let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    refuse_unsafe(has, &flags.pairs, "update")?;
     let set = object(&b, "set")?;
     let n = changed(
         &state,
@@ -416,28 +746,29 @@ pub async fn update(
         flags.timeout,
     )
     .await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "updated", "updated": n}),
-        flags.pretty,
+        &SeedUpdated {
+            status: "updated",
+            updated: n,
+        },
     ))
 }
 
 /// `POST /delete`: seed 004 `{"db_name","table","condition"}` or seeds 002/003
 /// `{"db","table","where"}`; refused without a condition unless `all=true`.
 #[utoipa::path(post, path = "/delete", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"} or {\"db\",\"table\",\"where\"}"),
-    responses((status = 200, description = "{\"deleted\": n}", body = serde_json::Value),
-              (status = 400, description = "No condition, a disallowed one, or bad input", body = crate::error::ErrorBody)))]
+    request_body = SeedTarget,
+    responses((status = 200, description = "Rows deleted", body = SeedDeleted),
+              (status = 400, description = "No condition, a disallowed one, or bad input", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let (db, table, filter, has) = target(&b, &pairs)?;
-    refuse_unsafe(has, &pairs, "delete")?;
+    let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    refuse_unsafe(has, &flags.pairs, "delete")?;
     let n = changed(
         &state,
         &db,
@@ -445,10 +776,12 @@ pub async fn delete(
         flags.timeout,
     )
     .await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "deleted", "deleted": n}),
-        flags.pretty,
+        &SeedDeleted {
+            status: "deleted",
+            deleted: n,
+        },
     ))
 }
 
@@ -463,9 +796,8 @@ fn refuse_unsafe(
     if has_condition || all {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "filter_required",
+        Err(ApiError::of(
+            ErrorCode::FilterRequired,
             format!("refusing to {what} every row: give a condition, or all=true"),
         ))
     }
@@ -473,134 +805,122 @@ fn refuse_unsafe(
 
 /// `POST /create-db` (seed 004): `{"db_name": "SchoolDB"}`.
 #[utoipa::path(post, path = "/create-db", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    request_body = DbName,
+    responses((status = 201, description = "Created", body = SeedDatabase),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn create_db_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "db_name")?;
     create_db(&state, &name, &flags).await
 }
 
 /// `POST /drop-db` (seed 004): `{"db_name"}`; the leader only (403 with its address elsewhere).
 #[utoipa::path(post, path = "/drop-db", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\"}"),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 403, description = "Not the leader", body = crate::error::ErrorBody),
-              (status = 404, description = "Unknown database", body = crate::error::ErrorBody)))]
+    request_body = DbName,
+    responses((status = 200, description = "Dropped", body = SeedDatabase),
+              (status = 403, description = "Not the leader", body = ErrorBody),
+              (status = 404, description = "Unknown database", body = ErrorBody)))]
 pub async fn drop_db_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let name = required(&body_json(&body)?, &pairs, "db_name")?;
+    let name = required(&body_json(&body)?, &flags.pairs, "db_name")?;
     drop_db(&state, &name, &flags).await
 }
 
 /// `POST /create-table` (seed 004): `{"db_name","table","columns":{"name":"TYPE"}}`.
 #[utoipa::path(post, path = "/create-table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"columns\":{\"name\":\"TYPE\"}}"),
-    responses((status = 201, description = "Created", body = serde_json::Value),
-              (status = 400, description = "Bad input", body = crate::error::ErrorBody),
-              (status = 409, description = "Exists", body = crate::error::ErrorBody)))]
+    request_body = CreateTable004,
+    responses((status = 201, description = "Created", body = SeedTable),
+              (status = 400, description = "Bad input", body = ErrorBody),
+              (status = 409, description = "Exists", body = ErrorBody)))]
 pub async fn create_table_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
     let cols: rest::ColumnsInput =
         serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
             ApiError::bad_request("\"columns\" must be an object of name: type or a list")
         })?;
     rest::create_table_in(&state, &db, &table, &cols.specs()?, false, flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::CREATED,
-        &json!({"status": "created", "database": db, "table": table}),
-        flags.pretty,
+        &SeedTable {
+            status: "created",
+            database: db,
+            table,
+        },
     ))
 }
 
 /// `POST /delete-table` (seed 004): `{"db_name","table"}`.
 #[utoipa::path(post, path = "/delete-table", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\"}"),
-    responses((status = 200, description = "Dropped", body = serde_json::Value),
-              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+    request_body = TableTarget004,
+    responses((status = 200, description = "Dropped", body = SeedTable),
+              (status = 404, description = "Unknown database or table", body = ErrorBody)))]
 pub async fn delete_table_004(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
         cairn_sql::quote_ident(&table).map_err(rest::sql_err)?
     ));
     rest::write(&state, &db, vec![stmt], flags.timeout).await?;
-    Ok(json_response(
+    Ok(flags.json(
         StatusCode::OK,
-        &json!({"status": "dropped", "database": db, "table": table}),
-        flags.pretty,
+        &SeedTable {
+            status: "dropped",
+            database: db,
+            table,
+        },
     ))
 }
 
 /// `GET /metadata` (seed 004): this node's role, the members, the databases and how rows
 /// are placed.
 #[utoipa::path(get, path = "/metadata", tag = "seeds",
-    responses((status = 200, description = "Roles, nodes, databases, routing", body = serde_json::Value)))]
-pub async fn metadata(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let role = if state.node.is_leader() {
+    responses((status = 200, description = "Roles, nodes, databases, routing", body = Metadata)))]
+pub async fn metadata(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
+    let role = if state.service.is_leader() {
         "leader"
     } else {
         "follower"
     };
-    let nodes = state.node.nodes().await;
-    let dbs: Vec<Json> = state
-        .node
-        .databases()
-        .into_iter()
-        .map(|(n, s)| json!({"name": n, "size_bytes": s}))
-        .collect();
-    let body = json!({
-        "node_id": state.node.id(),
-        "role": role,
-        "leader": state.node.leader().map(|l| l.describe()),
-        "nodes": nodes,
-        "databases": dbs,
-        "routing": {
-            "replication": "every node holds a full replica; writes are ordered by the Raft leader",
-            "shards": 1,
+    let nodes = state.service.nodes().await;
+    let body = Metadata {
+        node_id: state.service.id(),
+        role,
+        leader: state.service.leader().map(PeerInfo::from),
+        nodes,
+        databases: database_infos(&state),
+        routing: Routing {
+            replication: "every node holds a full replica; writes are ordered by the Raft leader",
+            shards: 1,
         },
-    });
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `GET /health` (seed 004): every member's reachability; 503 when there is no leader.
 #[utoipa::path(get, path = "/health", tag = "seeds",
-    responses((status = 200, description = "Healthy", body = serde_json::Value),
-              (status = 503, description = "No leader", body = serde_json::Value)))]
-pub async fn health(
-    State(state): State<AppState>,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
-    let nodes = state.node.nodes().await;
-    let leader = state.node.leader();
+    responses((status = 200, description = "Healthy or degraded", body = Health),
+              (status = 503, description = "No leader", body = Health)))]
+pub async fn health(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
+    let nodes = state.service.nodes().await;
+    let leader = state.service.leader();
     let all_up = nodes.iter().all(|n| n.reachable);
     let status = match (&leader, all_up) {
         (None, _) => "unavailable",
@@ -612,26 +932,30 @@ pub async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": status, "node_id": state.node.id(), "leader": leader.map(|l| l.describe()), "nodes": nodes});
-    Ok(json_response(code, &body, flags.pretty))
+    let body = Health {
+        status,
+        node_id: state.service.id(),
+        leader: leader.map(PeerInfo::from),
+        nodes,
+    };
+    Ok(flags.json(code, &body))
 }
 
 /// `POST /map-reduce-count` (seed 004): `{"db_name","table"}`; each shard counts its rows
 /// (map) and the counts are summed (reduce). One shard today.
 #[utoipa::path(post, path = "/map-reduce-count", tag = "seeds",
-    request_body(content = serde_json::Value, description = "{\"db_name\",\"table\",\"condition\"?}"),
-    responses((status = 200, description = "{\"count\": n, \"shards\": [...]}", body = serde_json::Value),
-              (status = 404, description = "Unknown database or table", body = crate::error::ErrorBody)))]
+    request_body = TableTarget004,
+    responses((status = 200, description = "The count, per shard and summed", body = MapReduceCount),
+              (status = 404, description = "Unknown database or table", body = ErrorBody)))]
 pub async fn map_reduce_count(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let b = body_json(&body)?;
-    let db = required(&b, &pairs, "db_name")?;
-    let table = required(&b, &pairs, "table")?;
-    let filter = condition(&field(&b, &pairs, "condition").unwrap_or_default())?;
+    let db = required(&b, &flags.pairs, "db_name")?;
+    let table = required(&b, &flags.pairs, "table")?;
+    let filter = condition(&field(&b, &flags.pairs, "condition").unwrap_or_default())?;
     let stmt = cairn_sql::aggregate(&cairn_sql::Aggregate {
         table: table.clone(),
         count: Some("*".into()),
@@ -648,28 +972,32 @@ pub async fn map_reduce_count(
         Some(Value::Integer(n)) => *n,
         _ => 0,
     };
-    let body = json!({"database": db, "table": table, "count": count, "shards": [{"shard": 0, "count": count}]});
-    Ok(json_response(StatusCode::OK, &body, flags.pretty))
+    let body = MapReduceCount {
+        database: db,
+        table,
+        count,
+        shards: vec![ShardCount { shard: 0, count }],
+    };
+    Ok(flags.json(StatusCode::OK, &body))
 }
 
 /// `POST /security-check` (seed 004): asks every member's internal RPC port to accept a
 /// request without the cluster secret, and with a wrong one; `secure` is true when every
 /// node refused both with 401.
 #[utoipa::path(post, path = "/security-check", tag = "seeds",
-    responses((status = 200, description = "{\"secure\": bool, \"checks\": [...]}", body = serde_json::Value)))]
+    responses((status = 200, description = "Whether every member refused", body = SecurityCheck)))]
 pub async fn security_check(
     State(state): State<AppState>,
-    Query(pairs): Pairs,
+    flags: Flags,
 ) -> Result<Response, ApiError> {
-    let flags = Flags::parse(&pairs)?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(ApiError::internal)?;
     let mut checks = Vec::new();
     let mut secure = true;
-    for n in state.node.nodes().await {
+    for n in state.service.nodes().await {
         let url = format!("http://{}/raft/0/append", n.addr);
         let without = http
             .post(&url)
@@ -688,11 +1016,13 @@ pub async fn security_check(
             .ok();
         let refused = without == Some(401) && wrong == Some(401);
         secure &= refused;
-        checks.push(json!({"node": n.id, "raft_addr": n.addr, "without_secret": without, "wrong_secret": wrong, "refused": refused}));
+        checks.push(SecretCheck {
+            node: n.id,
+            raft_addr: n.addr,
+            without_secret: without,
+            wrong_secret: wrong,
+            refused,
+        });
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"secure": secure, "checks": checks}),
-        flags.pretty,
-    ))
+    Ok(flags.json(StatusCode::OK, &SecurityCheck { secure, checks }))
 }

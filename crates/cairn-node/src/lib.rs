@@ -97,6 +97,7 @@ impl Peer {
 
 /// A request to join the cluster, sent by a new node to any member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JoinRequest {
     /// The new node's id.
     pub id: u64,

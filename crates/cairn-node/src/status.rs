@@ -12,6 +12,7 @@ use serde::Serialize;
 /// `/status`: rqlite's sections (`build`, `http`, `node`, `os`, `runtime`, `store`) and
 /// Cairn's `raft`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     /// What was built.
     pub build: BuildStatus,
@@ -32,6 +33,7 @@ pub struct Status {
 /// `build`: rqlite's build information. Fields not known at build time are `"unknown"`, as
 /// in rqlite (`cmd/version.go`).
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildStatus {
     /// Cairn's version (`CARGO_PKG_VERSION`), also sent as `X-RQLITE-VERSION` on every
     /// response.
@@ -61,6 +63,7 @@ impl BuildStatus {
 
 /// `http`: the API listener.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpStatus {
     /// `HOST:PORT` the API listens on.
     pub bind_addr: String,
@@ -73,6 +76,7 @@ pub struct HttpStatus {
 
 /// `http.cluster`: rqlite's `cluster/service.go` `Stats`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     /// The Raft (inter-node) address, `HOST:PORT`.
     pub addr: String,
@@ -84,6 +88,7 @@ pub struct ClusterStatus {
 
 /// `node`: Cairn's identity fields and rqlite's times.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// Node id (a number; `store.node_id` is the same as a string, as rqlite has it).
     pub id: u64,
@@ -107,6 +112,7 @@ pub struct NodeStatus {
 
 /// `os`: the process (rqlite also has `page_size`, which Cairn omits).
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsStatus {
     /// Process id.
     pub pid: u32,
@@ -143,6 +149,7 @@ fn hostname() -> Option<String> {
 
 /// `runtime`: rqlite reports Go's runtime; Cairn fills the same names with the machine's.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuntimeStatus {
     /// Operating system, Go's spelling (`linux`, `darwin`).
     #[serde(rename = "GOOS")]
@@ -184,6 +191,7 @@ impl RuntimeStatus {
 /// `store`: rqlite's `Store.Stats` fields that Cairn has, and Cairn's `databases`. The
 /// data directory's path (rqlite's `dir`, `sqlite3.path`) is not disclosed.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreStatus {
     /// Always `true` once the node serves HTTP.
     pub open: bool,
@@ -217,6 +225,7 @@ pub struct StoreStatus {
 
 /// `store.leader`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreLeader {
     /// The leader's id as a string, `""` when unknown.
     pub node_id: String,
@@ -227,6 +236,7 @@ pub struct StoreLeader {
 /// `store.raft`: hashicorp/raft's `Stats` keys, which rqlite converts to numbers where they
 /// parse as integers.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreRaft {
     /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     pub state: String,
@@ -248,6 +258,7 @@ pub struct StoreRaft {
 
 /// One entry of `store.nodes` (rqlite's `store.Server` JSON).
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreServer {
     /// Node id, a string.
     pub id: String,
@@ -259,6 +270,7 @@ pub struct StoreServer {
 
 /// `store.sqlite3`: the `main` database.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SqliteStatus {
     /// SQLite's version, `"3.46.0"`.
     pub version: &'static str,
@@ -270,6 +282,7 @@ pub struct SqliteStatus {
 
 /// `store.db_conf` (rqlite's `store.DBConfig`).
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DbConf {
     /// Whether foreign key constraints are enforced: always `true` in Cairn.
     pub fk_constraints: bool,
@@ -277,6 +290,7 @@ pub struct DbConf {
 
 /// One of Cairn's databases.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseStatus {
     /// Database name.
     pub name: String,
@@ -288,6 +302,7 @@ pub struct DatabaseStatus {
 /// Deserializable, so that clients (the test harness, `cairn` tools) read the wire shape
 /// this one definition gives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RaftStatus {
     /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     pub state: String,
@@ -317,6 +332,7 @@ pub struct RaftStatus {
 
 /// One member as `/nodes` lists it: rqlite's `http/nodes.go` `Node` fields.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeEntry {
     /// Node id, as a string as in rqlite.
     pub id: String,

@@ -85,8 +85,7 @@ pub async fn require_secret(
     next: Next,
 ) -> Response {
     if !has_secret(req.headers(), &secret) {
-        let body =
-            serde_json::json!({"error": "missing or wrong cluster secret", "code": "unauthorized"});
+        let body = serde_json::json!({"error": "missing or wrong cluster secret", "code": cairn_sql::ErrorCode::Unauthorized});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     }
     next.run(req).await

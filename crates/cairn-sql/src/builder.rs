@@ -23,6 +23,7 @@ pub fn quote_ident(name: &str) -> Result<String, Error> {
 
 /// One column of a new table.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ColumnSpec {
     /// Column name.
     pub name: String,

@@ -282,7 +282,22 @@ impl Db {
     fn classify(&self, e: Error) -> Result<StatementError, LocalFailure> {
         let denial = self.guard.take_denial();
         let stop = self.guard.take_stop();
-        let err = |code, message: String| Ok(StatementError { code, message });
+        // SQLite's extended result code, kept so that the API can tell a constraint
+        // violation or a missing table from other SQL errors without reading messages.
+        let sqlite_code = match &e {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => Some(f.extended_code),
+            Error::Sqlite(rusqlite::Error::SqlInputError { error, .. }) => {
+                Some(error.extended_code)
+            }
+            _ => None,
+        };
+        let err = |code, message: String| {
+            Ok(StatementError {
+                code,
+                message,
+                sqlite_code,
+            })
+        };
         if let Some(reason) = denial {
             return err(
                 ErrorCode::NotAuthorized,
@@ -703,6 +718,48 @@ mod tests {
         assert!(!r[2].is_error());
         let r = c.run_statements(&stmts[1..], true).expect("runs").results;
         assert_eq!(r.len(), 1, "transaction stops at the first error");
+    }
+
+    #[test]
+    fn sql_errors_keep_sqlite_extended_code() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = writer(&dir, "a.sqlite");
+        let stmts = [
+            Statement::new("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT NOT NULL UNIQUE)"),
+            Statement::new("INSERT INTO t VALUES (1, 'x')"),
+            Statement::new("INSERT INTO t VALUES (2, 'x')"),
+            Statement::new("INSERT INTO t VALUES (3, NULL)"),
+            Statement::new("INSERT INTO nope VALUES (1)"),
+            Statement::new("CREATE TABLE t (a)"),
+            Statement::new("CREATE TABLE s (a INTEGER) STRICT"),
+            Statement::new("INSERT INTO s VALUES ('x')"),
+        ];
+        let r = c.run_statements(&stmts, false).expect("runs").results;
+        let got: Vec<_> = r[2..]
+            .iter()
+            .map(|r| r.err().map(|e| (e.code, e.sqlite_code, e.api_code())))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_NOTNULL
+                Some((
+                    ErrorCode::SqlError,
+                    Some(2067),
+                    ErrorCode::ConstraintViolation
+                )),
+                Some((
+                    ErrorCode::SqlError,
+                    Some(1299),
+                    ErrorCode::ConstraintViolation
+                )),
+                Some((ErrorCode::SqlError, Some(1), ErrorCode::TableNotFound)),
+                Some((ErrorCode::SqlError, Some(1), ErrorCode::AlreadyExists)),
+                None,
+                // SQLITE_CONSTRAINT_DATATYPE: a STRICT type check stays sql_error.
+                Some((ErrorCode::SqlError, Some(3091), ErrorCode::SqlError)),
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod condition;
 pub mod crash;
 mod database;
 mod determinism;
+mod error_code;
 mod linear;
 mod result;
 mod sandbox;
@@ -20,9 +21,9 @@ pub use builder::{
 pub use condition::parse_condition;
 pub use database::{MAX_RESULT_BYTES, MAX_ROWS, REQUEST_ID_WINDOW};
 pub use determinism::{EntryContext, DEFAULT_STEP_BUDGET};
+pub use error_code::ErrorCode;
 pub use result::{
-    render_value, Encoding, ErrorCode, Outcome, Rendered, RenderedAll, Rows, StatementError,
-    StatementResult,
+    render_value, Encoding, Outcome, Rendered, RenderedAll, Rows, StatementError, StatementResult,
 };
 pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
 pub use store::{validate_name, Store, DEFAULT_DATABASE};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error_code::ErrorCode;
 use crate::value::{base64_encode, Value};
 
 /// Rows returned by a query: rqlite's `{"columns","types","values"}`.
@@ -40,47 +41,33 @@ pub struct StatementError {
     pub code: ErrorCode,
     /// What went wrong; SQLite's own message for [`ErrorCode::SqlError`].
     pub message: String,
+    /// SQLite's extended result code (`sqlite3_extended_errcode`, e.g. 2067 for
+    /// `SQLITE_CONSTRAINT_UNIQUE`) when SQLite raised the error; not rendered in `results`.
+    /// Absent in results remembered before it existed (they are JSON, and default to
+    /// `None`). Statement results also cross the wire between nodes in postcard, which has
+    /// no optional fields: a node of an earlier version cannot decode an error result from
+    /// this one (nor the reverse): during a rolling upgrade, a request forwarded across
+    /// versions whose answer holds a statement error gets an undecodable answer (a write
+    /// answers `outcome_unknown`).
+    #[serde(default)]
+    pub sqlite_code: Option<i32>,
+}
+
+impl StatementError {
+    /// The code a whole-request API answers for this error: [`ErrorCode::from_sqlite`]'s
+    /// finer code (`table_not_found`, `constraint_violation`, ...) for an SQLite error, the
+    /// statement's own code otherwise.
+    pub fn api_code(&self) -> ErrorCode {
+        match self.code {
+            ErrorCode::SqlError => ErrorCode::from_sqlite(self.sqlite_code, &self.message),
+            other => other,
+        }
+    }
 }
 
 impl std::fmt::Display for StatementError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
-    }
-}
-
-/// Stable codes of statement errors, as clients see them in a result's `code` field.
-/// Every one of them means the statement changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// SQLite's own error (syntax, constraint, no such table, value too big...).
-    SqlError,
-    /// The sandbox refused the statement (ATTACH, TEMP objects, a PRAGMA that is not
-    /// allowed, Cairn's own tables...).
-    NotAuthorized,
-    /// A statement on the apply path exceeded the deterministic work budget.
-    BudgetExceeded,
-    /// A read exceeded its deadline (the `timeout` flag).
-    QueryTimeout,
-    /// A read's rows exceed the response size limit.
-    ResultTooLarge,
-    /// One string held several statements; send them as separate statements.
-    MultipleStatements,
-    /// A parameter that does not match the statement's placeholders.
-    BadParameter,
-}
-
-impl ErrorCode {
-    /// The code's wire name, e.g. `not_authorized`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::SqlError => "sql_error",
-            ErrorCode::NotAuthorized => "not_authorized",
-            ErrorCode::BudgetExceeded => "budget_exceeded",
-            ErrorCode::QueryTimeout => "query_timeout",
-            ErrorCode::ResultTooLarge => "result_too_large",
-            ErrorCode::MultipleStatements => "multiple_statements",
-            ErrorCode::BadParameter => "bad_parameter",
-        }
     }
 }
 
@@ -100,6 +87,7 @@ impl StatementResult {
             outcome: Outcome::Error(StatementError {
                 code,
                 message: msg.into(),
+                sqlite_code: None,
             }),
             time: 0.0,
         }
