@@ -55,8 +55,21 @@ impl Node {
     /// [`NodeError::Internal`] when storage cannot be opened or Raft cannot start.
     pub async fn start(cfg: &NodeConfig) -> Result<Arc<Node>, NodeError> {
         let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
+        if cairn_sql::crash::ENABLED {
+            tracing::warn!(
+                "built with test-only failpoints: CAIRN_CRASH_AT and CAIRN_FAULT_AT can abort \
+                 this node or fail its writes; do not run this build in production"
+            );
+        }
         for sub in ["raft", "sm", "snapshots", "spool", "tmp"] {
             std::fs::create_dir_all(cfg.data_dir.join(sub)).map_err(|e| internal(&e))?;
+        }
+        // tmp/ only holds backups being served; a crash mid-backup leaves one behind.
+        for entry in std::fs::read_dir(cfg.data_dir.join("tmp")).map_err(|e| internal(&e))? {
+            let path = entry.map_err(|e| internal(&e))?.path();
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "removing a leftover backup");
+            }
         }
         let store = Arc::new(Store::open(&cfg.data_dir.join("sm")).map_err(|e| internal(&e))?);
         let log = LogStore::open(&cfg.data_dir.join("raft").join("log.redb"), 0)

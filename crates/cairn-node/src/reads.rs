@@ -130,13 +130,17 @@ impl Node {
             .data_dir
             .join("tmp")
             .join(format!("backup-{db}-{}.sqlite", rand::random::<u64>()));
-        let (store, name, file) = (self.store.clone(), db.to_string(), path.clone());
+        let (store, name) = (self.store.clone(), db.to_string());
+        // The file is removed inside the blocking task: if this request is dropped
+        // (the client went away), the task still runs to its end and cleans up.
         let result = blocking(move || {
-            store.backup(&name, &file)?;
-            Ok::<_, cairn_sql::Error>(std::fs::read(&file)?)
+            let read = store
+                .backup(&name, &path)
+                .and_then(|()| Ok(std::fs::read(&path)?));
+            let _ = std::fs::remove_file(&path);
+            read
         })
         .await?;
-        let _ = std::fs::remove_file(&path);
         Ok(result?)
     }
 

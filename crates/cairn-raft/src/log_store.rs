@@ -105,6 +105,12 @@ fn decode_entry(index: u64, b: &[u8]) -> io::Result<EntryOf<C>> {
                  or a command of an unknown format version)"
             ))),
         },
+        // Records were JSON objects before the format byte existed.
+        Some((b'{', _)) => Err(refuse(format!(
+            "a JSON record from a Cairn older than log format version {LOG_FORMAT_VERSION}, \
+             which this node cannot read: start it on a new data directory and load the \
+             databases from a backup"
+        ))),
         Some((v, _)) => Err(refuse(format!(
             "format version {v}, this node reads version {LOG_FORMAT_VERSION} only"
         ))),

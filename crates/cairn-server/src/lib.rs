@@ -108,6 +108,10 @@ pub struct ServerConfig {
     pub bootstrap_expect: Option<usize>,
     /// Raft timings and snapshot policy.
     pub raft: RaftSettings,
+    /// Connection bounds of the public HTTP listener. Default [`PUBLIC_LIMITS`].
+    pub http_limits: ServeLimits,
+    /// Connection bounds of the node-to-node listener. Default [`RAFT_LIMITS`].
+    pub raft_limits: ServeLimits,
 }
 
 impl ServerConfig {
@@ -124,6 +128,8 @@ impl ServerConfig {
             join: Vec::new(),
             bootstrap_expect: None,
             raft: RaftSettings::default(),
+            http_limits: PUBLIC_LIMITS,
+            raft_limits: RAFT_LIMITS,
         }
     }
 }
@@ -289,7 +295,14 @@ pub async fn serve(
             () = on_shutdown.cancelled() => {}
         }
     });
-    let task = tokio::spawn(run(node.clone(), listeners, node_config, stop.clone()));
+    let limits = (config.http_limits, config.raft_limits);
+    let task = tokio::spawn(run(
+        node.clone(),
+        listeners,
+        node_config,
+        limits,
+        stop.clone(),
+    ));
     tracing::info!(
         id = config.node_id,
         http = %advertised_http,
@@ -312,24 +325,25 @@ async fn run(
     node: Arc<Node>,
     listeners: Listeners,
     node_config: NodeConfig,
+    (http_limits, raft_limits): (ServeLimits, ServeLimits),
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let internal = tokio::spawn(http::serve_router(
         listeners.raft,
         node.internal_router(),
-        RAFT_LIMITS,
+        raft_limits,
         stop.clone().cancelled_owned(),
     ));
     let public = tokio::spawn(http::serve_router(
         listeners.http,
         cairn_api::router(node.clone()),
-        PUBLIC_LIMITS,
+        http_limits,
         stop.clone().cancelled_owned(),
     ));
     let boot_node = Arc::clone(&node);
-    let bootstrap = tokio::spawn(async move { boot_node.bootstrap(&node_config).await });
+    let mut bootstrap = tokio::spawn(async move { boot_node.bootstrap(&node_config).await });
     let outcome = tokio::select! {
-        r = bootstrap => match r {
+        r = &mut bootstrap => match r {
             Ok(Ok(())) => {
                 stop.cancelled().await;
                 Ok(())
@@ -339,6 +353,8 @@ async fn run(
         },
         () = stop.cancelled() => Ok(()),
     };
+    // Stopped while still joining: the node must not go on asking to join.
+    bootstrap.abort();
     stop.cancel();
     for task in [public, internal] {
         if let Err(e) = task.await {

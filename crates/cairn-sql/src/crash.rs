@@ -7,12 +7,15 @@
 //! feature of the same name on `cairn-raft` turns it on). Without it, [`crash_point`] and
 //! [`fault`] are empty inline functions: the binary reads no environment and has no
 //! failpoints. Nothing in the `cairn` binary's own dependency tree enables the feature, so
-//! `cargo build --release -p cairn` builds without it. `cairn-testkit` depends on
-//! `cairn-sql` and `cairn-raft` with `features = ["failpoints"]` and is a dev-dependency of
+//! `cargo build --release -p cairn` builds without it, as do `cargo build` and `cargo run`
+//! at the workspace root (its `default-members` is the binary alone). `cairn-testkit`
+//! depends on `cairn-sql` with `features = ["failpoints"]` and is a dev-dependency of
 //! `cairn`; when `cargo test` builds cairn's tests (`cargo test --workspace`,
 //! `cargo test -p cairn`), Cargo's feature unification builds the `cairn` binary those tests
-//! spawn with the feature on. The crash-point tests (`crates/cairn/tests/crash_points.rs`)
-//! fail if a point is never reached, so a binary built without the feature is noticed.
+//! spawn with the feature on. So does any build that includes cairn-testkit
+//! (`cargo build --workspace`): a node built that way logs a warning at start. The
+//! crash-point tests (`crates/cairn/tests/crash_points.rs`) fail if a point is never
+//! reached, so a binary built without the feature is noticed.
 //!
 //! # Crash points
 //! A process started with `CAIRN_CRASH_AT=<point>` aborts (no destructors, no flushes: as

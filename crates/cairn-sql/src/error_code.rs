@@ -262,7 +262,9 @@ impl ErrorCode {
     /// exists" are raised while the statement compiles, and SQLite reports all of them with
     /// plain `SQLITE_ERROR` (1), with no extended code to tell them apart: for that code
     /// alone the message (SQLite's own, stable for decades) is inspected, as a last resort.
-    /// Anything else, and an error without a code, is [`ErrorCode::SqlError`].
+    /// A result without a code (recorded by an older node, replayed for an idempotency key
+    /// or forwarded from one) is read by its message alone, as older nodes did, so its
+    /// answer does not change. Anything else is [`ErrorCode::SqlError`].
     pub fn from_sqlite(extended_code: Option<i32>, message: &str) -> ErrorCode {
         /// `SQLITE_ERROR`, the primary result code of every compile-time error.
         const SQLITE_ERROR: i32 = 1;
@@ -281,6 +283,14 @@ impl ErrorCode {
                 ErrorCode::ColumnNotFound
             }
             Some(SQLITE_ERROR) if message.contains("already exists") => ErrorCode::AlreadyExists,
+            None if message.starts_with("no such table") => ErrorCode::TableNotFound,
+            None if message.contains("no such column")
+                || message.contains("has no column named") =>
+            {
+                ErrorCode::ColumnNotFound
+            }
+            None if message.contains("already exists") => ErrorCode::AlreadyExists,
+            None if message.contains("constraint failed") => ErrorCode::ConstraintViolation,
             _ => ErrorCode::SqlError,
         }
     }
@@ -352,8 +362,18 @@ mod tests {
             ErrorCode::from_sqlite(Some(18), "no such table: t"),
             ErrorCode::SqlError
         );
+        // A result without a code (from an older node) is read by its message, as
+        // older nodes read it.
         assert_eq!(
-            ErrorCode::from_sqlite(None, "UNIQUE constraint failed"),
+            ErrorCode::from_sqlite(None, "UNIQUE constraint failed: t.x"),
+            ErrorCode::ConstraintViolation
+        );
+        assert_eq!(
+            ErrorCode::from_sqlite(None, "no such table: t"),
+            ErrorCode::TableNotFound
+        );
+        assert_eq!(
+            ErrorCode::from_sqlite(None, "near \"x\": syntax error"),
             ErrorCode::SqlError
         );
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_node::{Node, RaftSettings};
-use cairn_server::{Handle, Listeners, ServerConfig};
+use cairn_server::{Handle, Listeners, ServeLimits, ServerConfig, PUBLIC_LIMITS, RAFT_LIMITS};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -22,7 +22,11 @@ use crate::client::Cluster;
 use crate::http::HttpClient;
 use crate::process_cluster::{ClusterOptions, Formation};
 use crate::wait::try_wait_for;
-use crate::{START_TIMEOUT, STOP_TIMEOUT};
+use crate::START_TIMEOUT;
+
+/// How long a node may take to stop: its listeners' drain (up to 10 s) plus closing its
+/// log (up to 10 s), with room to spare on a loaded machine.
+const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a status poll may take (as for process clusters).
 const POLL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -96,11 +100,13 @@ pub struct TestCluster {
     nodes: Vec<InProcessNode>,
     secret: String,
     raft: RaftSettings,
+    limits: (ServeLimits, ServeLimits),
     http: HttpClient,
     poll: HttpClient,
+    // Fields drop in declaration order: the nodes (stopped in `drop`), then the runtime
+    // (shut down with a deadline in `drop`), and only then the data directories.
+    runtime: Option<Runtime>,
     dir: TempDir,
-    // Declared after the nodes: dropped after them, so their tasks can finish first.
-    runtime: Runtime,
     _slot: SlotGuard,
 }
 
@@ -114,6 +120,13 @@ impl std::fmt::Debug for TestCluster {
 }
 
 impl TestCluster {
+    fn rt(&self) -> &Runtime {
+        // `None` only inside `drop`.
+        self.runtime
+            .as_ref()
+            .expect("the cluster's runtime runs until it is dropped")
+    }
+
     /// Starts `nodes` nodes by [`Formation::Join`] and waits until every node is a voter
     /// and ready.
     pub fn start(nodes: usize) -> Result<Self> {
@@ -127,6 +140,17 @@ impl TestCluster {
     /// `/readyz` answers 200. `opts.raft_proxies` is refused: proxies need nodes on their
     /// own IPs, which is what [`crate::ProcessCluster`] is for.
     pub fn start_with(opts: ClusterOptions) -> Result<Self> {
+        Self::start_with_limits(opts, PUBLIC_LIMITS, RAFT_LIMITS)
+    }
+
+    /// Like [`Self::start_with`], with the connection bounds of every node's public
+    /// (`http`) and node-to-node (`raft`) listener, e.g. a short header timeout so that a
+    /// test of it need not wait for the default 30 s.
+    pub fn start_with_limits(
+        opts: ClusterOptions,
+        http: ServeLimits,
+        raft: ServeLimits,
+    ) -> Result<Self> {
         if opts.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -144,6 +168,7 @@ impl TestCluster {
             .prefix("cairn-test-")
             .tempdir()
             .context("creating the cluster directory")?;
+        let limits = (http, raft);
         let mut raft = RaftSettings::default();
         if let Some(n) = opts.snapshot_threshold {
             raft.snapshot_threshold = n;
@@ -152,10 +177,11 @@ impl TestCluster {
             nodes: Vec::new(),
             secret: opts.cluster_secret.clone(),
             raft,
+            limits,
             http: HttpClient::new()?,
             poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
+            runtime: Some(runtime),
             dir,
-            runtime,
             _slot: slot,
         };
         match opts.formation {
@@ -194,7 +220,7 @@ impl TestCluster {
     }
 
     fn bind(&self, http: &str, raft: &str) -> Result<Listeners> {
-        self.runtime
+        self.rt()
             .block_on(Listeners::bind(http, raft))
             .context("binding a node's listeners")
     }
@@ -210,6 +236,7 @@ impl TestCluster {
         config.cluster_secret = Some(self.secret.clone());
         config.join = join;
         config.raft = self.raft.clone();
+        (config.http_limits, config.raft_limits) = self.limits;
         config
     }
 
@@ -224,7 +251,7 @@ impl TestCluster {
         let mut config = self.config(id, &data_dir, join);
         config.bootstrap_expect = expect;
         let handle = self
-            .runtime
+            .rt()
             .block_on(cairn_server::serve(
                 listeners,
                 config,
@@ -322,7 +349,7 @@ impl TestCluster {
     }
 
     /// Stops node `i` as SIGTERM stops a process: its listeners stop accepting, requests
-    /// in flight finish, Raft shuts down. Waits up to [`STOP_TIMEOUT`]; its data directory
+    /// in flight finish, Raft shuts down. Waits up to 30 s; its data directory
     /// is kept.
     pub fn stop(&mut self, i: usize) -> Result<()> {
         let id = self.member(i)?.id;
@@ -332,12 +359,12 @@ impl TestCluster {
             .and_then(|n| n.handle.take())
             .with_context(|| format!("node {id} is already stopped"))?;
         match self
-            .runtime
-            .block_on(async { tokio::time::timeout(STOP_TIMEOUT, handle.stop()).await })
+            .rt()
+            .block_on(async { tokio::time::timeout(NODE_STOP_TIMEOUT, handle.stop()).await })
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("node {id} stopped"))),
-            Err(_) => bail!("node {id} did not stop within {STOP_TIMEOUT:?}"),
+            Err(_) => bail!("node {id} did not stop within {NODE_STOP_TIMEOUT:?}"),
         }
     }
 
@@ -353,7 +380,7 @@ impl TestCluster {
         let listeners = self.bind(&http.to_string(), &raft.to_string())?;
         let config = self.config(id, &data_dir, Vec::new());
         let handle = self
-            .runtime
+            .rt()
             .block_on(cairn_server::serve(
                 listeners,
                 config,
@@ -406,14 +433,19 @@ impl Drop for TestCluster {
             .iter_mut()
             .filter_map(|n| n.handle.take())
             .collect();
-        self.runtime.block_on(async {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        runtime.block_on(async {
             for h in &handles {
                 h.shutdown();
             }
             for h in handles {
                 // A node that does not stop in time is dropped with the runtime.
-                let _ = tokio::time::timeout(STOP_TIMEOUT, h.wait()).await;
+                let _ = tokio::time::timeout(NODE_STOP_TIMEOUT, h.wait()).await;
             }
         });
+        // Blocking work still running (a retried apply, say) must not hold the test up.
+        runtime.shutdown_timeout(Duration::from_secs(5));
     }
 }

@@ -44,6 +44,7 @@ mod workload;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use cairn_server::{ServeLimits, PUBLIC_LIMITS, RAFT_LIMITS};
 pub use client::Cluster;
 pub use demo::{descendants, process_alive, Demo};
 pub use fault_run::{run_faults, FaultReport, FaultRunOptions, OutcomeCounts};

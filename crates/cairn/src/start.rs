@@ -34,15 +34,21 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         join: s.join.clone(),
         bootstrap_expect: s.bootstrap_expect,
         raft: s.raft.clone(),
+        http_limits: cairn_server::PUBLIC_LIMITS,
+        raft_limits: cairn_server::RAFT_LIMITS,
     };
     let handle = cairn_server::serve(listeners, config, shutdown_signal()).await?;
-    NodeIdentity {
+    let written = NodeIdentity {
         node_id: s.node_id,
         http_addr: handle.advertised_http().to_string(),
         raft_addr: handle.advertised_raft().to_string(),
     }
-    .write(&s.data_dir)
-    .context("writing node.json")?;
+    .write(&s.data_dir);
+    if let Err(e) = written {
+        // Stop the node in order rather than leave Raft running as the process exits.
+        let _ = handle.stop().await;
+        return Err(e).context("writing node.json");
+    }
     handle.wait().await?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod api_errors;
 mod databases;
+mod hostile_http;
 mod import;
 mod membership;
 mod replication;
