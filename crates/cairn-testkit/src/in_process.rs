@@ -240,6 +240,15 @@ impl TestCluster {
         config
     }
 
+    /// Serves a node on the cluster's runtime until the harness stops it.
+    fn launch(&self, listeners: Listeners, config: ServerConfig) -> Result<Handle> {
+        Ok(self.rt().block_on(cairn_server::serve(
+            listeners,
+            config,
+            std::future::pending::<()>(),
+        ))?)
+    }
+
     fn serve(
         &mut self,
         id: u64,
@@ -251,12 +260,7 @@ impl TestCluster {
         let mut config = self.config(id, &data_dir, join);
         config.bootstrap_expect = expect;
         let handle = self
-            .rt()
-            .block_on(cairn_server::serve(
-                listeners,
-                config,
-                std::future::pending::<()>(),
-            ))
+            .launch(listeners, config)
             .with_context(|| format!("starting node {id}"))?;
         self.nodes.push(InProcessNode {
             id,
@@ -380,12 +384,7 @@ impl TestCluster {
         let listeners = self.bind(&http.to_string(), &raft.to_string())?;
         let config = self.config(id, &data_dir, Vec::new());
         let handle = self
-            .rt()
-            .block_on(cairn_server::serve(
-                listeners,
-                config,
-                std::future::pending::<()>(),
-            ))
+            .launch(listeners, config)
             .with_context(|| format!("restarting node {id}"))?;
         if let Some(n) = self.nodes.get_mut(i) {
             n.handle = Some(handle);
