@@ -10,9 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
-use cairn_sql::{
-    ColumnSpec, ErrorCode, Filter, Fragment, Op, Outcome, Rows, Statement, StatementResult, Value,
-};
+use cairn_sql::{ErrorCode, Outcome, Rows, Statement, StatementResult, Value};
+use cairn_sqlgen::{ColumnSpec, Filter, Fragment, Op};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -329,7 +328,7 @@ pub(crate) async fn create_table_in(
     if_not_exists: bool,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let mut stmt = cairn_sql::create_table(table, cols).map_err(sql_err)?;
+    let mut stmt = cairn_sqlgen::create_table(table, cols).map_err(sql_err)?;
     if if_not_exists {
         stmt.sql = stmt
             .sql
@@ -387,7 +386,7 @@ pub(crate) async fn describe(
     };
     let count = Statement::new(format!(
         "SELECT COUNT(*) FROM {}",
-        cairn_sql::quote_ident(table).map_err(sql_err)?
+        cairn_sqlgen::quote_ident(table).map_err(sql_err)?
     ));
     // Columns with a single-column UNIQUE constraint.
     let unique = Statement {
@@ -599,7 +598,7 @@ pub async fn drop_table(
 ) -> Result<Response, ApiError> {
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
-        cairn_sql::quote_ident(&table).map_err(sql_err)?
+        cairn_sqlgen::quote_ident(&table).map_err(sql_err)?
     ));
     write(&state, &db, vec![stmt], flags.timeout).await?;
     Ok(flags.json(
@@ -641,7 +640,7 @@ pub async fn alter_table(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: AlterTable = parse_json(&body)?;
-    let t = cairn_sql::quote_ident(&table).map_err(sql_err)?;
+    let t = cairn_sqlgen::quote_ident(&table).map_err(sql_err)?;
     let sql = match (&req.add_column, &req.rename_column) {
         (Some(c), None) => {
             if c.primary_key {
@@ -651,13 +650,13 @@ pub async fn alter_table(
             }
             format!(
                 "ALTER TABLE {t} ADD COLUMN {}",
-                cairn_sql::column_def(c, false).map_err(sql_err)?
+                cairn_sqlgen::column_def(c, false).map_err(sql_err)?
             )
         }
         (None, Some(r)) => format!(
             "ALTER TABLE {t} RENAME COLUMN {} TO {}",
-            cairn_sql::quote_ident(&r.from).map_err(sql_err)?,
-            cairn_sql::quote_ident(&r.to).map_err(sql_err)?
+            cairn_sqlgen::quote_ident(&r.from).map_err(sql_err)?,
+            cairn_sqlgen::quote_ident(&r.to).map_err(sql_err)?
         ),
         _ => {
             return Err(ApiError::bad_request(
@@ -685,7 +684,7 @@ pub(crate) async fn insert_rows(
     }
     let stmts = rows
         .iter()
-        .map(|r| cairn_sql::insert(table, r))
+        .map(|r| cairn_sqlgen::insert(table, r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql_err)?;
     let results = write(state, db, stmts, timeout).await?;
@@ -851,16 +850,16 @@ pub async fn search(
             None => (c, false),
         })
         .collect();
-    let sel = cairn_sql::Select {
+    let sel = cairn_sqlgen::Select {
         table: table.clone(),
         columns: list_param(&flags.pairs, "columns"),
-        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
+        filter: cairn_sqlgen::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
         order_by,
         // One row more than asked tells whether there is a next page.
         limit: Some(limit + 1),
         offset: Some(offset),
     };
-    let stmt = cairn_sql::select(&sel).map_err(sql_err)?;
+    let stmt = cairn_sqlgen::select(&sel).map_err(sql_err)?;
     let rows = read(&state, &db, vec![stmt], &flags)
         .await?
         .into_iter()
@@ -892,7 +891,7 @@ fn guarded_filter(pairs: &[(String, String)]) -> Result<Fragment, ApiError> {
             "refusing to change every row: give a filter, or all=true",
         ));
     }
-    cairn_sql::where_clause(&f).map_err(sql_err)
+    cairn_sqlgen::where_clause(&f).map_err(sql_err)
 }
 
 /// Body of `PATCH .../rows`.
@@ -920,7 +919,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let req: UpdateRows = parse_json(&body)?;
     let filter = guarded_filter(&flags.pairs)?;
-    let stmt = cairn_sql::update(&table, &req.set, &filter).map_err(sql_err)?;
+    let stmt = cairn_sqlgen::update(&table, &req.set, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
     Ok(flags.json(StatusCode::OK, &Updated { updated: n }))
 }
@@ -939,7 +938,7 @@ pub async fn delete(
     flags: Flags,
 ) -> Result<Response, ApiError> {
     let filter = guarded_filter(&flags.pairs)?;
-    let stmt = cairn_sql::delete(&table, &filter).map_err(sql_err)?;
+    let stmt = cairn_sqlgen::delete(&table, &filter).map_err(sql_err)?;
     let n = rows_affected(&write(&state, &db, vec![stmt], flags.timeout).await?);
     Ok(flags.json(StatusCode::OK, &Deleted { deleted: n }))
 }
@@ -963,7 +962,7 @@ pub async fn aggregate(
     Path((db, table)): Path<(String, String)>,
     flags: Flags,
 ) -> Result<Response, ApiError> {
-    let a = cairn_sql::Aggregate {
+    let a = cairn_sqlgen::Aggregate {
         table,
         count: param(&flags.pairs, "count").map(|c| {
             if c.is_empty() {
@@ -977,9 +976,9 @@ pub async fn aggregate(
         min: list_param(&flags.pairs, "min"),
         max: list_param(&flags.pairs, "max"),
         group_by: list_param(&flags.pairs, "group_by"),
-        filter: cairn_sql::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
+        filter: cairn_sqlgen::where_clause(&filters(&flags.pairs)?).map_err(sql_err)?,
     };
-    let stmt = cairn_sql::aggregate(&a).map_err(sql_err)?;
+    let stmt = cairn_sqlgen::aggregate(&a).map_err(sql_err)?;
     let rows = read(&state, &db, vec![stmt], &flags)
         .await?
         .into_iter()

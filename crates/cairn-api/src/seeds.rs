@@ -21,7 +21,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cairn_node::NodeEntry;
-use cairn_sql::{ErrorCode, Filter, Fragment, Op, Statement, Value};
+use cairn_sql::{ErrorCode, Statement, Value};
+use cairn_sqlgen::{Filter, Fragment, Op};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use utoipa::ToSchema;
@@ -413,11 +414,11 @@ fn eq_filter(map: &Map<String, Json>) -> Result<Fragment, ApiError> {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-    cairn_sql::where_clause(&filters).map_err(ApiError::from)
+    cairn_sqlgen::where_clause(&filters).map_err(ApiError::from)
 }
 
 fn condition(cond: &str) -> Result<Fragment, ApiError> {
-    cairn_sql::parse_condition(cond)
+    cairn_sqlgen::parse_condition(cond)
         .map_err(|e| ApiError::of(ErrorCode::BadCondition, e.to_string()))
 }
 
@@ -428,11 +429,11 @@ async fn select_rows(
     filter: Fragment,
     flags: &Flags,
 ) -> Result<Vec<Row>, ApiError> {
-    let stmt = cairn_sql::select(&cairn_sql::Select {
+    let stmt = cairn_sqlgen::select(&cairn_sqlgen::Select {
         table: table.to_string(),
         filter,
         limit: Some(rest::MAX_LIMIT),
-        ..cairn_sql::Select::default()
+        ..cairn_sqlgen::Select::default()
     })
     .map_err(rest::sql_err)?;
     let rows = rest::read(state, db, vec![stmt], flags)
@@ -547,7 +548,7 @@ pub async fn search_001(State(state): State<AppState>, flags: Flags) -> Result<R
     let table = required(&none, &flags.pairs, "table")?;
     let column = required(&none, &flags.pairs, "column")?;
     let value = field(&none, &flags.pairs, "value").unwrap_or_default();
-    let filter = cairn_sql::where_clause(&[Filter {
+    let filter = cairn_sqlgen::where_clause(&[Filter {
         column,
         op: Op::Eq,
         values: vec![Value::Text(value)],
@@ -647,7 +648,7 @@ pub async fn createtable(
     let b = body_json(&body)?;
     let db = required(&b, &flags.pairs, "db")?;
     let table = required(&b, &flags.pairs, "table")?;
-    let cols = cairn_sql::parse_column_list(&required(&b, &flags.pairs, "columns")?)
+    let cols = cairn_sqlgen::parse_column_list(&required(&b, &flags.pairs, "columns")?)
         .map_err(rest::sql_err)?;
     rest::create_table_in(&state, &db, &table, &cols, false, flags.timeout).await?;
     Ok(flags.json(
@@ -742,7 +743,7 @@ pub async fn update(
     let n = changed(
         &state,
         &db,
-        cairn_sql::update(&table, &set, &filter).map_err(rest::sql_err)?,
+        cairn_sqlgen::update(&table, &set, &filter).map_err(rest::sql_err)?,
         flags.timeout,
     )
     .await?;
@@ -772,7 +773,7 @@ pub async fn delete(
     let n = changed(
         &state,
         &db,
-        cairn_sql::delete(&table, &filter).map_err(rest::sql_err)?,
+        cairn_sqlgen::delete(&table, &filter).map_err(rest::sql_err)?,
         flags.timeout,
     )
     .await?;
@@ -876,7 +877,7 @@ pub async fn delete_table_004(
     let table = required(&b, &flags.pairs, "table")?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
-        cairn_sql::quote_ident(&table).map_err(rest::sql_err)?
+        cairn_sqlgen::quote_ident(&table).map_err(rest::sql_err)?
     ));
     rest::write(&state, &db, vec![stmt], flags.timeout).await?;
     Ok(flags.json(
@@ -956,11 +957,11 @@ pub async fn map_reduce_count(
     let db = required(&b, &flags.pairs, "db_name")?;
     let table = required(&b, &flags.pairs, "table")?;
     let filter = condition(&field(&b, &flags.pairs, "condition").unwrap_or_default())?;
-    let stmt = cairn_sql::aggregate(&cairn_sql::Aggregate {
+    let stmt = cairn_sqlgen::aggregate(&cairn_sqlgen::Aggregate {
         table: table.clone(),
         count: Some("*".into()),
         filter,
-        ..cairn_sql::Aggregate::default()
+        ..cairn_sqlgen::Aggregate::default()
     })
     .map_err(rest::sql_err)?;
     let rows = rest::read(&state, &db, vec![stmt], &flags)

@@ -2,8 +2,6 @@
 //! statement and result formats, and functions that make writes deterministic. It knows nothing of
 //! Raft: the state machine in `cairn-raft` calls [`Store`] with log indexes.
 
-mod builder;
-mod condition;
 pub mod crash;
 mod database;
 mod determinism;
@@ -14,11 +12,6 @@ mod sandbox;
 mod store;
 mod value;
 
-pub use builder::{
-    aggregate, column_def, create_table, delete, insert, parse_column_list, quote_ident, select,
-    update, where_clause, Aggregate, ColumnSpec, Filter, Fragment, Op, Select,
-};
-pub use condition::parse_condition;
 pub use database::{MAX_RESULT_BYTES, MAX_ROWS, REQUEST_ID_WINDOW};
 pub use determinism::{EntryContext, DEFAULT_STEP_BUDGET};
 pub use error_code::ErrorCode;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cairn_sql::ColumnSpec;
+use cairn_sqlgen::ColumnSpec;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{StatusCode, Url};
@@ -409,7 +409,7 @@ fn create_table_sql(table: &str, columns: &[String], types: &[ColumnType]) -> Re
             ..ColumnSpec::default()
         })
         .collect();
-    Ok(cairn_sql::create_table(table, &specs)
+    Ok(cairn_sqlgen::create_table(table, &specs)
         .map_err(|e| anyhow!("table {table}: {e}"))?
         .sql)
 }
@@ -421,7 +421,7 @@ fn create_table_sql(table: &str, columns: &[String], types: &[ColumnType]) -> Re
 /// An invalid name.
 fn insert_sql(table: &str, columns: &[String]) -> Result<String> {
     let row: Map<String, Value> = columns.iter().map(|c| (c.clone(), Value::Null)).collect();
-    Ok(cairn_sql::insert(table, &row)
+    Ok(cairn_sqlgen::insert(table, &row)
         .map_err(|e| anyhow!("table {table}: {e}"))?
         .sql)
 }

@@ -10,8 +10,8 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 use crate::builder::{quote_ident, Fragment};
-use crate::value::Value;
-use crate::Error;
+use cairn_sql::Error;
+use cairn_sql::Value;
 
 /// Longest condition accepted, in bytes.
 const MAX_CONDITION: usize = 4096;

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::validate_name;
-use crate::value::{Params, Statement, Value};
-use crate::Error;
+use cairn_sql::validate_name;
+use cairn_sql::Error;
+use cairn_sql::{Params, Statement, Value};
 
 /// Validates `name` as a table or column name and returns it quoted as `[name]`.
 ///
@@ -22,8 +22,7 @@ pub fn quote_ident(name: &str) -> Result<String, Error> {
 }
 
 /// One column of a new table.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ColumnSpec {
     /// Column name.
     pub name: String,
