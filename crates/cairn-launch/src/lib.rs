@@ -25,7 +25,7 @@ pub use error::Error;
 pub use identity::{NodeIdentity, NODE_JSON};
 pub use process::{stop_all, tail, LogFiles, NodeProcess};
 pub use procfs::{descendants, process_alive};
-pub use wait::{poll_until, POLL_INTERVAL};
+pub use wait::{poll, poll_until, TimedOut, POLL_INTERVAL};
 
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

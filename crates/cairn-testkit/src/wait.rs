@@ -1,11 +1,11 @@
 //! Waiting for a condition with a deadline, instead of sleeping for a guessed time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 /// How often [`wait_until`], [`wait_for`] and [`try_wait_for`] poll their condition.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+pub const POLL_INTERVAL: Duration = cairn_launch::POLL_INTERVAL;
 
 /// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok(Ok(value))`, and returns
 /// that value. `Ok(Err(reason))` means "not yet": the last reason is part of the error
@@ -21,30 +21,16 @@ pub fn try_wait_for<T>(
     what: &str,
     mut check: impl FnMut() -> Result<std::result::Result<T, String>>,
 ) -> Result<T> {
-    let start = Instant::now();
-    let deadline = start + timeout;
-    let intervals = timeout.as_millis() / POLL_INTERVAL.as_millis().max(1);
-    let max_polls = u64::try_from(intervals)
-        .unwrap_or(u64::MAX / 4)
-        .saturating_mul(2)
-        + 10;
-    let mut last = String::from("never checked");
-    for _ in 0..max_polls {
-        match check() {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(reason)) => last = reason,
-            Err(e) => return Err(e.context(format!("while waiting for {what}"))),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    match cairn_launch::poll(timeout, || {
+        check().map_err(|e| e.context(format!("while waiting for {what}")))
+    })? {
+        Ok(v) => Ok(v),
+        Err(t) => bail!(
+            "timed out after {:.1}s waiting for {what}; last seen: {}",
+            t.secs,
+            t.last
+        ),
     }
-    bail!(
-        "timed out after {:.1?} waiting for {what}; last seen: {last}",
-        start.elapsed()
-    )
 }
 
 /// Like [`try_wait_for`] for checks that cannot fail: `Err(reason)` means "not yet".
