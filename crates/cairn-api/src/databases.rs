@@ -84,6 +84,7 @@ pub async fn create(
             .ok_or_else(|| ApiError::bad_request("body must be {\"name\": \"<database>\"}"))?
             .to_string(),
     };
+    flags.authorize(cairn_auth::Perm::Schema, &req.name)?;
     state
         .service
         .create_database(&req.name, flags.timeout)

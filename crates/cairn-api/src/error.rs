@@ -120,6 +120,15 @@ impl IntoResponse for ApiError {
             code: self.code,
             leader: self.leader,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        // RFC 7235 §3.1: a 401 names the scheme to authenticate with; rqlite's clients
+        // and browsers then send HTTP Basic credentials.
+        if self.code == ErrorCode::Unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"cairn\", charset=\"UTF-8\""),
+            );
+        }
+        resp
     }
 }

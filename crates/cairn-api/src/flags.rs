@@ -53,6 +53,8 @@ pub struct Flags {
     /// Every decoded query-string pair, in order, flags included: the REST routes read
     /// their filters and options from it, the seed routes their fields.
     pub pairs: Vec<(String, String)>,
+    /// Who sent the request, as the auth middleware found (`None` without `--auth`).
+    pub identity: Option<cairn_auth::Identity>,
 }
 
 /// Flags are extracted from the query string of every request: a malformed query string is
@@ -65,7 +67,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Flags {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Flags::parse(&pairs).map_err(IntoResponse::into_response)
+        let mut flags = Flags::parse(&pairs).map_err(IntoResponse::into_response)?;
+        flags.identity = parts.extensions.get::<cairn_auth::Identity>().cloned();
+        Ok(flags)
     }
 }
 
@@ -120,6 +124,19 @@ impl Flags {
     /// where every handler's output is formatted.
     pub fn json(&self, status: StatusCode, body: &impl serde::Serialize) -> Response {
         crate::json_response(status, body, self.pretty)
+    }
+
+    /// Whether the caller may use `perm` on database `db`: for routes whose database is in
+    /// the body, which only the handler reads (see `crate::auth`). Always `Ok` without
+    /// `--auth`.
+    ///
+    /// # Errors
+    /// 401 `unauthorized` for an anonymous request, 403 `permission_denied` for a user.
+    pub fn authorize(&self, perm: cairn_auth::Perm, db: &str) -> Result<(), ApiError> {
+        match &self.identity {
+            Some(who) => crate::auth::check(who, perm, Some(db)),
+            None => Ok(()),
+        }
     }
 
     /// How results are rendered.

@@ -17,7 +17,7 @@ use crate::service::{BoxFuture, Service};
 
 /// A node that answers what it was set up with and records what it was asked.
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     /// Whether it is the leader.
     leader: bool,
     /// The leader it knows of.
@@ -38,7 +38,7 @@ impl Fake {
             .push(call);
     }
 
-    fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -209,7 +209,7 @@ fn peer(id: u64) -> Peer {
     }
 }
 
-fn leader() -> Fake {
+pub(crate) fn leader() -> Fake {
     Fake {
         leader: true,
         known_leader: Some(peer(1)),
@@ -239,14 +239,15 @@ fn sql_error(sqlite_code: i32, message: &str) -> StatementResult {
 }
 
 /// The answer of one request: status, headers and the body as JSON (`Null` when it is not).
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
     location: Option<String>,
-    body: serde_json::Value,
+    pub(crate) www_authenticate: Option<String>,
+    pub(crate) body: serde_json::Value,
 }
 
 impl Answer {
-    fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         self.body["code"].as_str()
     }
 }
@@ -262,6 +263,18 @@ async fn call_with(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
+    call_as(fake, crate::Access::open(), method, uri, body, headers).await
+}
+
+/// One request through the router with `access` in front.
+pub(crate) async fn call_as(
+    fake: Arc<Fake>,
+    access: crate::Access,
+    method: &str,
+    uri: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -269,7 +282,7 @@ async fn call_with(
     let req = req
         .body(Body::from(body.to_string()))
         .expect("a valid request");
-    let resp = crate::router_for(fake)
+    let resp = crate::router_for(fake, access)
         .oneshot(req)
         .await
         .expect("the router is infallible");
@@ -279,6 +292,11 @@ async fn call_with(
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let www_authenticate = resp
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .expect("body");
@@ -286,6 +304,7 @@ async fn call_with(
     Answer {
         status,
         location,
+        www_authenticate,
         body,
     }
 }

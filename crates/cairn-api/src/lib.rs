@@ -6,6 +6,9 @@
 //! they take their query-string options as the [`Flags`] extractor and answer typed
 //! [`bodies`] or an [`ApiError`] with a stable [`ErrorCode`].
 
+mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod cluster;
 mod databases;
 mod error;
@@ -53,6 +56,8 @@ pub mod bodies {
     };
 }
 
+pub use auth::{rule, Access, Need, Scope, RULES};
+pub use cairn_auth::{Identity, Perm, Users};
 pub use cairn_sql::ErrorCode;
 pub use error::{ApiError, ErrorBody};
 pub use flags::Flags;
@@ -141,13 +146,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().into_openapi()
 }
 
-/// The complete public router, serving `node`.
-pub fn router(node: Arc<Node>) -> Router {
-    router_for(node)
+/// The complete public router, serving `node` to whom `access` lets in.
+pub fn router(node: Arc<Node>, access: Access) -> Router {
+    router_for(node, access)
 }
 
 /// The complete public router over any [`Service`] (a node, or a fake in tests).
-pub fn router_for(service: Arc<dyn Service>) -> Router {
+pub fn router_for(service: Arc<dyn Service>, access: Access) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     let api = Arc::new(api);
     routes
@@ -159,6 +164,11 @@ pub fn router_for(service: Arc<dyn Service>) -> Router {
             }),
         )
         .fallback(not_found)
+        // Per route (so the matched route is known), before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::map_response(version_header))
@@ -249,6 +259,33 @@ mod tests {
             );
         }
         assert!(paths.len() >= 35, "{} paths", paths.len());
+    }
+
+    /// Every documented route and method has a permission rule, and every rule names a
+    /// documented route: a new route cannot be served without deciding who may call it.
+    #[test]
+    fn every_route_has_a_permission_rule() {
+        let api = serde_json::to_value(openapi()).expect("serializes");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in api["paths"].as_object().into_iter().flatten() {
+            for method in ops.as_object().into_iter().flatten().map(|(m, _)| m) {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        documented.push(("GET".into(), "/v1/openapi.json".into()));
+        let missing: Vec<_> = documented
+            .iter()
+            .filter(|(m, p)| {
+                let method = axum::http::Method::from_bytes(m.as_bytes()).expect("method");
+                rule(&method, p).is_none()
+            })
+            .collect();
+        assert!(missing.is_empty(), "routes without a rule: {missing:?}");
+        let stray: Vec<_> = RULES
+            .iter()
+            .filter(|(m, p, _)| !documented.contains(&(m.to_string(), p.to_string())))
+            .collect();
+        assert!(stray.is_empty(), "rules without a route: {stray:?}");
     }
 
     /// README.md's "Error codes" table lists exactly the codes of [`ErrorCode`], each with

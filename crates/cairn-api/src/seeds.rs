@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use cairn_auth::Perm;
 use cairn_node::NodeEntry;
 use cairn_sql::{ErrorCode, Statement, Value};
 use cairn_sqlgen::{Filter, Fragment, Op};
@@ -522,6 +523,7 @@ pub async fn insert(
             "give table_name (seed 001), db_name and table (seed 004), or db and table (seeds 002/003)",
         ));
     };
+    flags.authorize(Perm::Execute, &db)?;
     let (ids, n) = rest::insert_rows(&state, &db, &table, &[data], flags.timeout).await?;
     let out = SeedInserted {
         status: "inserted",
@@ -585,6 +587,7 @@ pub async fn ping(State(state): State<AppState>) -> Response {
 }
 
 async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
+    flags.authorize(Perm::Schema, name)?;
     state.service.create_database(name, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::CREATED,
@@ -596,6 +599,7 @@ async fn create_db(state: &AppState, name: &str, flags: &Flags) -> Result<Respon
 }
 
 async fn drop_db(state: &AppState, name: &str, flags: &Flags) -> Result<Response, ApiError> {
+    flags.authorize(Perm::Schema, name)?;
     state.service.drop_database(name, flags.timeout).await?;
     Ok(flags.json(
         StatusCode::OK,
@@ -647,6 +651,7 @@ pub async fn createtable(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let db = required(&b, &flags.pairs, "db")?;
+    flags.authorize(Perm::Schema, &db)?;
     let table = required(&b, &flags.pairs, "table")?;
     let cols = cairn_sqlgen::parse_column_list(&required(&b, &flags.pairs, "columns")?)
         .map_err(rest::sql_err)?;
@@ -710,6 +715,7 @@ pub async fn select(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let (db, table, filter, _) = target(&b, &flags.pairs)?;
+    flags.authorize(Perm::Query, &db)?;
     let rows = select_rows(&state, &db, &table, filter, &flags).await?;
     // Every node holds every row today (one shard), so the shard key routes nothing yet; it
     // is echoed so that clients of seed 004 see it was received.
@@ -738,6 +744,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    flags.authorize(Perm::Execute, &db)?;
     refuse_unsafe(has, &flags.pairs, "update")?;
     let set = object(&b, "set")?;
     let n = changed(
@@ -769,6 +776,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let (db, table, filter, has) = target(&b, &flags.pairs)?;
+    flags.authorize(Perm::Execute, &db)?;
     refuse_unsafe(has, &flags.pairs, "delete")?;
     let n = changed(
         &state,
@@ -846,6 +854,7 @@ pub async fn create_table_004(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let db = required(&b, &flags.pairs, "db_name")?;
+    flags.authorize(Perm::Schema, &db)?;
     let table = required(&b, &flags.pairs, "table")?;
     let cols: rest::ColumnsInput =
         serde_json::from_value(b.get("columns").cloned().unwrap_or(Json::Null)).map_err(|_| {
@@ -874,6 +883,7 @@ pub async fn delete_table_004(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let db = required(&b, &flags.pairs, "db_name")?;
+    flags.authorize(Perm::Schema, &db)?;
     let table = required(&b, &flags.pairs, "table")?;
     let stmt = Statement::new(format!(
         "DROP TABLE {}",
@@ -955,6 +965,7 @@ pub async fn map_reduce_count(
 ) -> Result<Response, ApiError> {
     let b = body_json(&body)?;
     let db = required(&b, &flags.pairs, "db_name")?;
+    flags.authorize(Perm::Query, &db)?;
     let table = required(&b, &flags.pairs, "table")?;
     let filter = condition(&field(&b, &flags.pairs, "condition").unwrap_or_default())?;
     let stmt = cairn_sqlgen::aggregate(&cairn_sqlgen::Aggregate {

@@ -110,6 +110,8 @@ impl Node {
                 let Ok(r) = self
                     .http
                     .get(format!("{url}/status"))
+                    // Peers with `--auth` let the cluster secret's holder in.
+                    .header(SECRET_HEADER, &self.secret)
                     .timeout(Duration::from_secs(2))
                     .send()
                     .await

@@ -157,6 +157,8 @@ impl Node {
             let reply = self
                 .http
                 .get(format!("{}/readyz?noleader", addr.http_url()))
+                // Peers with `--auth` let the cluster secret's holder in.
+                .header(crate::SECRET_HEADER, &self.secret)
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await;

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub http_limits: ServeLimits,
     /// Connection bounds of the node-to-node listener. Default [`RAFT_LIMITS`].
     pub raft_limits: ServeLimits,
+    /// The users of `--auth`: every public request is authenticated and checked against
+    /// its route's permission. `None`: everyone may do everything (a warning is logged).
+    pub auth: Option<Arc<cairn_auth::Users>>,
 }
 
 impl ServerConfig {
@@ -130,6 +133,7 @@ impl ServerConfig {
             raft: RaftSettings::default(),
             http_limits: PUBLIC_LIMITS,
             raft_limits: RAFT_LIMITS,
+            auth: None,
         }
     }
 }
@@ -296,11 +300,26 @@ pub async fn serve(
         }
     });
     let limits = (config.http_limits, config.raft_limits);
+    let access = match &config.auth {
+        Some(users) => {
+            tracing::info!(
+                users = users.len(),
+                "authentication on: every request needs a permission"
+            );
+            cairn_api::Access::users(users.clone(), &node_config.cluster_secret)
+        }
+        None => {
+            tracing::warn!(
+                "no --auth file: anyone who reaches the HTTP port may read, write, back up, replace and drop every database and change the cluster's membership"
+            );
+            cairn_api::Access::open()
+        }
+    };
     let task = tokio::spawn(run(
         node.clone(),
         listeners,
         node_config,
-        limits,
+        (limits, access),
         stop.clone(),
     ));
     tracing::info!(
@@ -325,7 +344,7 @@ async fn run(
     node: Arc<Node>,
     listeners: Listeners,
     node_config: NodeConfig,
-    (http_limits, raft_limits): (ServeLimits, ServeLimits),
+    ((http_limits, raft_limits), access): ((ServeLimits, ServeLimits), cairn_api::Access),
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let internal = tokio::spawn(http::serve_router(
@@ -336,7 +355,7 @@ async fn run(
     ));
     let public = tokio::spawn(http::serve_router(
         listeners.http,
-        cairn_api::router(node.clone()),
+        cairn_api::router(node.clone(), access),
         http_limits,
         stop.clone().cancelled_owned(),
     ));

@@ -63,10 +63,16 @@ pub enum ErrorCode {
     /// An UPDATE or DELETE without a filter (or condition), and without `all=true`. Nothing
     /// changed.
     FilterRequired,
-    /// Missing or wrong cluster secret. Nothing changed.
+    /// No credentials where the node requires them (`--auth`, and no `*` user), wrong or
+    /// malformed credentials, or a missing or wrong cluster secret. The answer carries
+    /// `WWW-Authenticate: Basic`. Nothing changed.
     Unauthorized,
     /// The operation is not allowed (e.g. dropping `main`). Nothing changed.
     Forbidden,
+    /// The authenticated user lacks the permission the route needs (on the database it
+    /// names, for per-database grants). Checked on the node that received the request,
+    /// before anything was forwarded. Nothing changed.
+    PermissionDenied,
     /// The operation is the leader's alone and this node is not the leader; the body's
     /// `leader` names it when known. Nothing was forwarded or changed.
     NotLeader,
@@ -137,6 +143,7 @@ impl ErrorCode {
         ErrorCode::FilterRequired,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::PermissionDenied,
         ErrorCode::NotLeader,
         ErrorCode::NoRoute,
         ErrorCode::NotFound,
@@ -176,6 +183,7 @@ impl ErrorCode {
             ErrorCode::FilterRequired => "filter_required",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::NotFound => "not_found",
@@ -215,7 +223,10 @@ impl ErrorCode {
             | ErrorCode::MissingField
             | ErrorCode::FilterRequired => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::NotAuthorized | ErrorCode::Forbidden | ErrorCode::NotLeader => 403,
+            ErrorCode::NotAuthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::PermissionDenied
+            | ErrorCode::NotLeader => 403,
             ErrorCode::NoRoute
             | ErrorCode::NotFound
             | ErrorCode::DatabaseNotFound

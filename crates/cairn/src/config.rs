@@ -40,6 +40,16 @@ pub struct StartArgs {
     /// generated and kept in the data directory.
     #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret (surrounding whitespace is ignored), so that it
+    /// shows neither in `ps` nor in the environment. Not with --cluster-secret.
+    #[arg(long, env = "CAIRN_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// An auth file in rqlite's format: a JSON array of {"username", "password", "perms"}
+    /// (username "*" for every request; passwords plain or argon2id from `cairn passwd`;
+    /// per-database grants as {"db": NAME, "perms": [..]}). Without it every request is
+    /// allowed everything.
+    #[arg(long, env = "CAIRN_AUTH")]
+    pub auth: Option<PathBuf>,
     /// Take a snapshot (and compact the log) every N log entries.
     #[arg(long, env = "CAIRN_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
@@ -67,6 +77,8 @@ struct FileConfig {
     join: Option<Vec<String>>,
     bootstrap_expect: Option<usize>,
     cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    auth: Option<PathBuf>,
     snapshot_threshold: Option<u64>,
     heartbeat_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
@@ -86,6 +98,8 @@ pub struct Settings {
     pub join: Vec<String>,
     pub bootstrap_expect: Option<usize>,
     pub cluster_secret: Option<String>,
+    /// The auth file, if any.
+    pub auth: Option<PathBuf>,
     pub raft: cairn_node::RaftSettings,
 }
 
@@ -138,6 +152,17 @@ impl StartArgs {
         if let Some(e) = self.election_timeout_ms.or(file.election_timeout_ms) {
             raft.election_timeout_ms = (e, e * 2);
         }
+        let cluster_secret = match (
+            self.cluster_secret.or(file.cluster_secret),
+            self.cluster_secret_file.or(file.cluster_secret_file),
+        ) {
+            (Some(_), Some(_)) => {
+                bail!("give the cluster secret either directly or as a file, not both")
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(path)) => Some(read_secret(&path)?),
+            (None, None) => None,
+        };
         Ok(Settings {
             node_id,
             http_addr: self
@@ -155,10 +180,25 @@ impl StartArgs {
             data_dir,
             join: self.join.or(file.join).unwrap_or_default(),
             bootstrap_expect: self.bootstrap_expect.or(file.bootstrap_expect),
-            cluster_secret: self.cluster_secret.or(file.cluster_secret),
+            cluster_secret,
+            auth: self.auth.or(file.auth),
             raft,
         })
     }
+}
+
+/// The cluster secret kept in `path`, trimmed.
+///
+/// # Errors
+/// An unreadable file, or one holding only whitespace.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the cluster secret file {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!("the cluster secret file {} is empty", path.display());
+    }
+    Ok(secret.to_string())
 }
 
 #[cfg(test)]
@@ -212,6 +252,27 @@ mod tests {
             ..StartArgs::default()
         };
         assert!(wrong.settings().is_err());
+    }
+
+    #[test]
+    fn the_cluster_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "  s3cret\n").expect("write secret");
+        let args = |secret: Option<&str>, file: Option<PathBuf>| StartArgs {
+            node_id: Some(1),
+            data_dir: Some(dir.path().join("data")),
+            cluster_secret: secret.map(String::from),
+            cluster_secret_file: file,
+            ..StartArgs::default()
+        };
+        let s = args(None, Some(file.clone())).settings().expect("valid");
+        assert_eq!(s.cluster_secret.as_deref(), Some("s3cret"));
+        let both = args(Some("x"), Some(file.clone())).settings();
+        assert!(both.is_err(), "both at once are refused");
+        std::fs::write(&file, " \n").expect("write secret");
+        let empty = args(None, Some(file)).settings();
+        assert!(format!("{:#}", empty.expect_err("empty")).contains("empty"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod import;
+mod passwd;
 mod start;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure throughput and latency of a workload (Cairn, SQLite alone, or etcd).
     Bench(Box<bench::BenchArgs>),
+    /// Print an argon2id hash of a password for an --auth file (reads it from the terminal
+    /// or stdin).
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(*args)),
+        Command::Passwd(args) => passwd::run(&args),
     }
 }

@@ -24,6 +24,10 @@ pub async fn shutdown_signal() {
 /// Runs a node until SIGINT/SIGTERM.
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let s = args.settings()?;
+    let auth = match &s.auth {
+        Some(path) => Some(std::sync::Arc::new(cairn_auth::Users::load(path)?)),
+        None => None,
+    };
     let listeners = Listeners::bind(&s.http_addr, &s.raft_addr).await?;
     let config = ServerConfig {
         node_id: s.node_id,
@@ -36,6 +40,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         raft: s.raft.clone(),
         http_limits: cairn_server::PUBLIC_LIMITS,
         raft_limits: cairn_server::RAFT_LIMITS,
+        auth,
     };
     let handle = cairn_server::serve(listeners, config, shutdown_signal()).await?;
     let written = NodeIdentity {

@@ -1,0 +1,353 @@
+//! Who may call which route: HTTP Basic authentication against the users of `--auth`,
+//! then the route's permission, checked on the node that received the request before
+//! anything is forwarded (so a follower never turns a read-only user into a writer: the
+//! leader trusts the follower's node-to-node RPC, not the user).
+//!
+//! [`RULES`] names every route's permission and where its database comes from. The
+//! middleware ([`authorize`]) decides what it can from the method, the matched route, the
+//! query string and the path; routes whose database is in the JSON body (the seeds'
+//! routes, `POST /v1/databases`) are checked by the handler once it knows the database,
+//! through [`Flags::authorize`](crate::Flags::authorize), with the [`Identity`] the
+//! middleware left in the request's extensions.
+//!
+//! A request carrying the cluster secret (peers joining, polling `/status` and `/readyz`)
+//! is [`Identity::cluster`]: the secret already lets its holder do anything through the
+//! node-to-node port.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cairn_auth::{AuthError, Credentials, Identity, Perm, Users};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::ErrorCode;
+
+/// How many argon2 verifications run at once. Each takes tens of milliseconds and the
+/// hash's memory (19 MiB with the defaults); a flood of wrong passwords waits here instead
+/// of taking every core and gigabytes. Right passwords are verified once, then cached.
+const ARGON2_AT_ONCE: usize = 2;
+
+/// The access policy of one node's public API.
+#[derive(Clone)]
+pub struct Access {
+    users: Option<Arc<Users>>,
+    cluster_secret: Arc<str>,
+    argon2: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// Everyone may do everything (no `--auth`): today's behaviour.
+    pub fn open() -> Access {
+        Access {
+            users: None,
+            cluster_secret: Arc::from(""),
+            argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
+        }
+    }
+
+    /// Only `users` (and peers presenting `cluster_secret`) get in, each as far as their
+    /// permissions go.
+    pub fn users(users: Arc<Users>, cluster_secret: &str) -> Access {
+        Access {
+            users: Some(users),
+            cluster_secret: Arc::from(cluster_secret),
+            argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
+        }
+    }
+
+    /// Whether requests are authenticated.
+    pub fn is_enabled(&self) -> bool {
+        self.users.is_some()
+    }
+
+    /// Who sent a request with these headers.
+    ///
+    /// # Errors
+    /// 401 `unauthorized` (the response adds `WWW-Authenticate`): a wrong cluster secret,
+    /// malformed or wrong credentials, or none where `*` is not a user.
+    pub async fn identify(&self, headers: &header::HeaderMap) -> Result<Identity, ApiError> {
+        let Some(users) = &self.users else {
+            return Ok(Identity::cluster());
+        };
+        if let Some(given) = headers.get(cairn_node::SECRET_HEADER) {
+            let ok = !self.cluster_secret.is_empty()
+                && bool::from(given.as_bytes().ct_eq(self.cluster_secret.as_bytes()));
+            return if ok {
+                Ok(Identity::cluster())
+            } else {
+                Err(ApiError::of(
+                    ErrorCode::Unauthorized,
+                    "missing or wrong cluster secret",
+                ))
+            };
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return users.anonymous().map_err(unauthorized);
+        };
+        let creds = Credentials::from_authorization(value.as_bytes()).map_err(unauthorized)?;
+        if let Some(outcome) = users.authenticate_fast(&creds) {
+            return outcome.map_err(unauthorized);
+        }
+        let _permit = self
+            .argon2
+            .acquire()
+            .await
+            .map_err(|_| ApiError::of(ErrorCode::Internal, "the node is shutting down"))?;
+        let users = users.clone();
+        tokio::task::spawn_blocking(move || users.authenticate(&creds))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(unauthorized)
+    }
+}
+
+fn unauthorized(e: AuthError) -> ApiError {
+    ApiError::of(ErrorCode::Unauthorized, e.to_string())
+}
+
+/// Where a route's database comes from, for per-database grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A node-wide permission (cluster routes).
+    Node,
+    /// The `db` query parameter, `main` without one (rqlite's `/db/*`, seed 001).
+    QueryDb,
+    /// The `{db}` path segment (REST).
+    PathDb,
+    /// Any database the user holds the permission on (listing databases).
+    AnyDb,
+    /// The JSON body names it: the middleware lets through users who hold the
+    /// permission on some database, and the handler checks the database it uses.
+    Handler,
+}
+
+/// What a route needs: every permission of `perms`, on the database `scope` finds.
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    /// All are needed (`/db/request` takes `query` and `execute`, as in rqlite).
+    pub perms: &'static [Perm],
+    /// Where the database comes from.
+    pub scope: Scope,
+}
+
+const fn need(perms: &'static [Perm], scope: Scope) -> Need {
+    Need { perms, scope }
+}
+
+use Perm::{Backup, Execute, LeaderOps, Load, Query, Ready, Remove, Schema, Status, Ui};
+use Scope::{AnyDb, Handler, Node, PathDb, QueryDb};
+
+/// Every route's need: `(method, route as axum matches it, need)`. A `HEAD` takes its
+/// `GET`'s rule. A test checks that every documented route is listed here.
+pub const RULES: &[(&str, &str, Need)] = &[
+    // rqlite's data API.
+    ("POST", "/db/execute", need(&[Execute], QueryDb)),
+    ("GET", "/db/query", need(&[Query], QueryDb)),
+    ("POST", "/db/query", need(&[Query], QueryDb)),
+    ("POST", "/db/request", need(&[Query, Execute], QueryDb)),
+    ("GET", "/db/backup", need(&[Backup], QueryDb)),
+    ("POST", "/db/load", need(&[Load], QueryDb)),
+    // Cluster routes.
+    ("GET", "/status", need(&[Status], Node)),
+    ("GET", "/nodes", need(&[Status], Node)),
+    ("GET", "/readyz", need(&[Ready], Node)),
+    ("GET", "/leader", need(&[Status], Node)),
+    ("POST", "/leader", need(&[LeaderOps], Node)),
+    ("DELETE", "/remove", need(&[Remove], Node)),
+    ("POST", "/join", need(&[Perm::Join], Node)),
+    ("GET", "/v1/openapi.json", need(&[Ui], Node)),
+    // Databases, tables and rows.
+    ("GET", "/v1/databases", need(&[Query], AnyDb)),
+    ("POST", "/v1/databases", need(&[Schema], Handler)),
+    ("GET", "/v1/databases/{db}", need(&[Query], PathDb)),
+    ("DELETE", "/v1/databases/{db}", need(&[Schema], PathDb)),
+    ("POST", "/v1/databases/{db}/tables", need(&[Schema], PathDb)),
+    ("GET", "/v1/databases/{db}/tables", need(&[Query], PathDb)),
+    (
+        "GET",
+        "/v1/databases/{db}/tables/{table}",
+        need(&[Query], PathDb),
+    ),
+    (
+        "DELETE",
+        "/v1/databases/{db}/tables/{table}",
+        need(&[Schema], PathDb),
+    ),
+    (
+        "PATCH",
+        "/v1/databases/{db}/tables/{table}",
+        need(&[Schema], PathDb),
+    ),
+    (
+        "POST",
+        "/v1/databases/{db}/tables/{table}/rows",
+        need(&[Execute], PathDb),
+    ),
+    (
+        "GET",
+        "/v1/databases/{db}/tables/{table}/rows",
+        need(&[Query], PathDb),
+    ),
+    (
+        "PATCH",
+        "/v1/databases/{db}/tables/{table}/rows",
+        need(&[Execute], PathDb),
+    ),
+    (
+        "DELETE",
+        "/v1/databases/{db}/tables/{table}/rows",
+        need(&[Execute], PathDb),
+    ),
+    (
+        "GET",
+        "/v1/databases/{db}/tables/{table}/aggregate",
+        need(&[Query], PathDb),
+    ),
+    // The seeds' routes.
+    ("POST", "/create_table", need(&[Schema], QueryDb)),
+    ("POST", "/insert", need(&[Execute], Handler)),
+    ("GET", "/search", need(&[Query], QueryDb)),
+    ("GET", "/ping", need(&[Ready], Node)),
+    ("GET", "/createdb", need(&[Schema], Handler)),
+    ("POST", "/createdb", need(&[Schema], Handler)),
+    ("GET", "/dropdb", need(&[Schema], Handler)),
+    ("POST", "/dropdb", need(&[Schema], Handler)),
+    ("POST", "/createtable", need(&[Schema], Handler)),
+    ("GET", "/select", need(&[Query], Handler)),
+    ("POST", "/select", need(&[Query], Handler)),
+    ("POST", "/update", need(&[Execute], Handler)),
+    ("POST", "/delete", need(&[Execute], Handler)),
+    ("POST", "/create-db", need(&[Schema], Handler)),
+    ("POST", "/drop-db", need(&[Schema], Handler)),
+    ("POST", "/create-table", need(&[Schema], Handler)),
+    ("POST", "/delete-table", need(&[Schema], Handler)),
+    ("GET", "/metadata", need(&[Status], Node)),
+    ("GET", "/health", need(&[Ready], Node)),
+    ("POST", "/map-reduce-count", need(&[Query], Handler)),
+    ("POST", "/security-check", need(&[Status], Node)),
+];
+
+/// The rule for `method` on `route`, if any.
+pub fn rule(method: &Method, route: &str) -> Option<Need> {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    RULES
+        .iter()
+        .find(|(m, r, _)| *m == method && *r == route)
+        .map(|(_, _, n)| *n)
+}
+
+/// Whether `who` may do what `perm` allows on `db`, as an API error when not: 401 for an
+/// anonymous request (credentials might help), 403 `permission_denied` for a user.
+pub fn check(who: &Identity, perm: Perm, db: Option<&str>) -> Result<(), ApiError> {
+    if who.allows(perm, db) {
+        return Ok(());
+    }
+    Err(denied(who, perm, db))
+}
+
+fn denied(who: &Identity, perm: Perm, db: Option<&str>) -> ApiError {
+    let on = db
+        .filter(|_| perm.is_per_database())
+        .map(|d| format!(" on database {d:?}"))
+        .unwrap_or_default();
+    if who.is_anonymous() {
+        return ApiError::of(
+            ErrorCode::Unauthorized,
+            format!(
+                "authentication required: anonymous requests lack the {perm:?} permission{on}",
+                perm = perm.name()
+            ),
+        );
+    }
+    ApiError::of(
+        ErrorCode::PermissionDenied,
+        format!(
+            "user {:?} lacks the {:?} permission{on}",
+            who.name(),
+            perm.name()
+        ),
+    )
+}
+
+/// The middleware: identifies the caller, checks the route's [`Need`] as far as the
+/// request's head tells, and leaves the [`Identity`] in the extensions for handlers.
+/// Without `--auth` it changes nothing.
+pub async fn authorize(State(access): State<Access>, request: Request, next: Next) -> Response {
+    if !access.is_enabled() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let who = match access.identify(&parts.headers).await {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    // An unknown route or method needs no permission: the answer is 404 or 405.
+    if let Some(need) = route.and_then(|r| rule(&parts.method, &r)) {
+        if let Err(e) = check_need(&who, need, &mut parts).await {
+            return e.into_response();
+        }
+    }
+    parts.extensions.insert(who);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn check_need(
+    who: &Identity,
+    need: Need,
+    parts: &mut axum::http::request::Parts,
+) -> Result<(), ApiError> {
+    for &perm in need.perms {
+        if who.allows_everywhere(perm) {
+            continue;
+        }
+        match need.scope {
+            Scope::Node => check(who, perm, None)?,
+            Scope::AnyDb | Scope::Handler => {
+                if !who.allows_somewhere(perm) {
+                    return Err(denied(who, perm, None));
+                }
+            }
+            Scope::QueryDb => {
+                // The same parser the handler uses, so both see the same database.
+                let flags = Flags::from_request_parts(parts, &())
+                    .await
+                    .map_err(|_| ApiError::bad_request("malformed query string"))?;
+                check(who, perm, Some(&flags.db))?;
+            }
+            Scope::PathDb => {
+                let Path(params) =
+                    Path::<std::collections::HashMap<String, String>>::from_request_parts(
+                        parts,
+                        &(),
+                    )
+                    .await
+                    .map_err(|_| ApiError::bad_request("malformed path"))?;
+                let db = params.get("db").map(String::as_str);
+                check(who, perm, db)?;
+            }
+        }
+    }
+    Ok(())
+}
