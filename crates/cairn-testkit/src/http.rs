@@ -147,7 +147,40 @@ impl HttpClient {
 
     /// A client whose requests give up after `timeout`.
     pub fn with_timeout(timeout: Duration) -> Result<Self> {
+        Self::with_headers(timeout, HeaderMap::new())
+    }
+
+    /// A client that authenticates every request as `user` with HTTP Basic, as rqlite's
+    /// clients do against a node started with `--auth`.
+    pub fn as_user(user: &str, password: &str) -> Result<Self> {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Basic {token}")
+                .parse()
+                .context("an Authorization header")?,
+        );
+        Self::with_headers(REQUEST_TIMEOUT, headers)
+    }
+
+    /// A client that sends the cluster secret with every request: what peers do, and what
+    /// the test harness does to poll nodes started with `--auth`.
+    pub fn with_cluster_secret(timeout: Duration, secret: &str) -> Result<Self> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            cairn_node::SECRET_HEADER,
+            secret.parse().context("a cluster secret header")?,
+        );
+        Self::with_headers(timeout, headers)
+    }
+
+    /// A client sending `headers` with every request (a request's own header of the same
+    /// name wins).
+    pub fn with_headers(timeout: Duration, headers: HeaderMap) -> Result<Self> {
         let client = Client::builder()
+            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .redirect(Policy::none())

@@ -101,6 +101,7 @@ pub struct TestCluster {
     secret: String,
     raft: RaftSettings,
     limits: (ServeLimits, ServeLimits),
+    auth: Option<Arc<cairn_auth::Users>>,
     http: HttpClient,
     poll: HttpClient,
     // Fields drop in declaration order: the nodes (stopped in `drop`), then the runtime
@@ -173,13 +174,32 @@ impl TestCluster {
         if let Some(n) = opts.snapshot_threshold {
             raft.snapshot_threshold = n;
         }
+        let auth = match &opts.auth {
+            Some(json) => Some(Arc::new(
+                cairn_auth::Users::from_json(json).context("the cluster's auth file")?,
+            )),
+            None => None,
+        };
+        // With `--auth`, the harness's own requests authenticate as a peer does.
+        let (http, poll) = if auth.is_some() {
+            (
+                HttpClient::with_cluster_secret(
+                    crate::http::REQUEST_TIMEOUT,
+                    &opts.cluster_secret,
+                )?,
+                HttpClient::with_cluster_secret(POLL_TIMEOUT, &opts.cluster_secret)?,
+            )
+        } else {
+            (HttpClient::new()?, HttpClient::with_timeout(POLL_TIMEOUT)?)
+        };
         let mut cluster = TestCluster {
             nodes: Vec::new(),
             secret: opts.cluster_secret.clone(),
             raft,
             limits,
-            http: HttpClient::new()?,
-            poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
+            auth,
+            http,
+            poll,
             runtime: Some(runtime),
             dir,
             _slot: slot,
@@ -237,6 +257,7 @@ impl TestCluster {
         config.join = join;
         config.raft = self.raft.clone();
         (config.http_limits, config.raft_limits) = self.limits;
+        config.auth = self.auth.clone();
         config
     }
 

@@ -48,6 +48,14 @@ pub struct ClusterOptions {
     /// `127.0.0.{10+k}` and advertises its proxy's address there. Default `false`: Raft
     /// listens on `127.0.0.1` with no proxy.
     pub raft_proxies: bool,
+    /// An auth file's JSON (rqlite's format, see `cairn_auth`): every node starts with it
+    /// as `--auth`, and the harness's own requests (polls, waits, [`Cluster::http`]
+    /// calls) carry the cluster secret, which lets them do anything. Tests of permissions
+    /// use their own clients ([`HttpClient::as_user`]). Default `None`: no auth.
+    ///
+    /// [`Cluster::http`]: crate::Cluster::http
+    /// [`HttpClient::as_user`]: crate::HttpClient::as_user
+    pub auth: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -58,6 +66,7 @@ impl Default for ClusterOptions {
             snapshot_threshold: None,
             cluster_secret: "test-secret".to_string(),
             raft_proxies: false,
+            auth: None,
         }
     }
 }

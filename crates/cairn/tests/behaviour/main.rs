@@ -6,6 +6,7 @@
 //! the other files of `crates/cairn/tests/`.
 
 mod api_errors;
+mod auth;
 mod databases;
 mod hostile_http;
 mod import;
