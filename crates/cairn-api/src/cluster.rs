@@ -86,7 +86,12 @@ pub struct Empty {}
 /// [`cairn_node::Status`].
 #[utoipa::path(get, path = "/status", tag = "cluster", responses((status = 200, description = "Node, Raft and store status: rqlite's sections and Cairn's raft", body = cairn_node::Status)))]
 pub async fn status(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
-    Ok(flags.json(StatusCode::OK, &state.service.status()?))
+    let mut status = state.service.status()?;
+    // Only the API layer knows about `--auth`: the auth middleware identified the caller.
+    if flags.identity.is_some() {
+        status["http"]["auth"] = serde_json::Value::from("enabled");
+    }
+    Ok(flags.json(StatusCode::OK, &status))
 }
 
 /// `GET /nodes`: the voters (every member with `nonvoters`), keyed by id (rqlite's legacy

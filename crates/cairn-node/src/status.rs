@@ -67,8 +67,9 @@ impl BuildStatus {
 pub struct HttpStatus {
     /// `HOST:PORT` the API listens on.
     pub bind_addr: String,
-    /// rqlite's user/password authentication: always `"disabled"` (Cairn has no
-    /// credentials file; the cluster secret guards only `/join` and the Raft routes).
+    /// rqlite's user/password authentication: `"disabled"` as the node reports it; the
+    /// API answers `"enabled"` when the node runs with `--auth` (users are the API's
+    /// business, not the node's).
     pub auth: &'static str,
     /// How other nodes reach this one.
     pub cluster: ClusterStatus,

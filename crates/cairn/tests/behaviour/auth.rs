@@ -148,6 +148,7 @@ fn a_follower_refuses_before_forwarding_and_refusals_change_nothing() {
     let admin = client("admin", "admin-pw");
     let s = admin.get(&base, "/status", &[]).expect("answered");
     assert_eq!(s.status, 200, "{s}");
+    assert_eq!(s.body["http"]["auth"], json!("enabled"), "{s}");
     let nodes = admin.get(&base, "/nodes", &[]).expect("answered");
     assert_eq!(nodes.status, 200, "{nodes}");
     for (id, n) in nodes.body.as_object().expect("nodes by id") {
