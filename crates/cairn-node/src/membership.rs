@@ -142,7 +142,7 @@ impl Node {
             .current_leader(target, "leadership transfer")
             .await
             .map_err(|e| NodeError::Timeout(e.to_string()))?;
-        Self::peer(&m, target)
+        self.peer(&m, target)
             .ok_or_else(|| NodeError::Internal("new leader has no address".into()))
     }
 }
