@@ -67,8 +67,8 @@ pub struct RaftAddrs {
 pub type RaftHook = Box<dyn FnMut(u64, &str) -> std::result::Result<RaftAddrs, String> + Send>;
 
 /// Flags for one node's `cairn start` command line, given its node ID, added at each of its
-/// starts (e.g. its own `--node-cert`).
-pub type NodeArgs = Box<dyn FnMut(u64) -> Vec<String> + Send>;
+/// starts (e.g. its own `--node-cert`). `Err` is a reason, in words, and fails the start.
+pub type NodeArgs = Box<dyn FnMut(u64) -> std::result::Result<Vec<String>, String> + Send>;
 
 /// How the launcher's own client reaches nodes that serve HTTPS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,7 +355,10 @@ impl LocalCluster {
         ];
         args.extend(self.opts.extra_args.iter().cloned());
         if let Some(node_args) = self.opts.node_args.as_mut() {
-            args.extend(node_args(id));
+            args.extend(
+                node_args(id)
+                    .map_err(|e| Error::Invalid(format!("choosing node {id}'s flags: {e}")))?,
+            );
         }
         args.extend(extra);
         if let Some(adv) = raft.advertise {

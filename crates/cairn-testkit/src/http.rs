@@ -2,6 +2,7 @@
 //! returns.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -147,14 +148,39 @@ impl HttpClient {
 
     /// A client whose requests give up after `timeout`.
     pub fn with_timeout(timeout: Duration) -> Result<Self> {
-        let client = Client::builder()
+        Self::build(timeout, None)
+    }
+
+    /// A client like [`HttpClient::new`] for HTTPS: trusts the CA certificates in the PEM
+    /// file `ca` (and nothing else), and presents `identity` (certificate file, key file)
+    /// when a server asks for a client certificate. Both are read again when they change.
+    pub fn with_ca(ca: &Path, identity: Option<(PathBuf, PathBuf)>) -> Result<Self> {
+        Self::with_ca_and_timeout(ca, identity, REQUEST_TIMEOUT)
+    }
+
+    /// [`HttpClient::with_ca`] whose requests give up after `timeout`.
+    pub fn with_ca_and_timeout(
+        ca: &Path,
+        identity: Option<(PathBuf, PathBuf)>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let tls = cairn_tls::ClientTls::new(vec![ca.to_path_buf()], identity)
+            .and_then(|c| c.config())
+            .with_context(|| format!("a TLS client trusting {}", ca.display()))?;
+        Self::build(timeout, Some(tls))
+    }
+
+    fn build(timeout: Duration, tls: Option<rustls::ClientConfig>) -> Result<Self> {
+        let mut builder = Client::builder()
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .redirect(Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .context("building the HTTP client")?;
+            .pool_max_idle_per_host(0);
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let client = builder.build().context("building the HTTP client")?;
         Ok(HttpClient { client })
     }
 

@@ -12,11 +12,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use cairn_launch::{LaunchOptions, Layout, LocalCluster, NodeProcess, Ports, RaftAddrs, RaftHook};
+use cairn_launch::{
+    LaunchOptions, LaunchTls, Layout, LocalCluster, NodeProcess, Ports, RaftAddrs, RaftHook,
+};
 
 use crate::client::Cluster;
 use crate::http::HttpClient;
 use crate::proxy::ProxyNet;
+use crate::tls::{TestPki, TlsOptions};
 use crate::wait::try_wait_for;
 use crate::{START_TIMEOUT, STOP_TIMEOUT};
 
@@ -48,6 +51,10 @@ pub struct ClusterOptions {
     /// `127.0.0.{10+k}` and advertises its proxy's address there. Default `false`: Raft
     /// listens on `127.0.0.1` with no proxy.
     pub raft_proxies: bool,
+    /// TLS on every node, from certificates the harness generates in the cluster
+    /// directory (`tls/`, see [`TestPki`]); the harness's clients trust its CA. Default:
+    /// none.
+    pub tls: TlsOptions,
 }
 
 impl Default for ClusterOptions {
@@ -58,6 +65,7 @@ impl Default for ClusterOptions {
             snapshot_threshold: None,
             cluster_secret: "test-secret".to_string(),
             raft_proxies: false,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -138,6 +146,8 @@ pub struct ProcessCluster {
     /// The nodes' Raft proxies, when started with [`ClusterOptions::raft_proxies`]. Dropped
     /// after the nodes are killed.
     proxies: Option<Arc<ProxyNet>>,
+    /// The test CA and the nodes' certificates, with [`ClusterOptions::tls`].
+    pki: Option<Arc<TestPki>>,
     dir: TempDir,
     _serial: MutexGuard<'static, ()>,
 }
@@ -175,6 +185,11 @@ impl ProcessCluster {
         } else {
             None
         };
+        let pki = if opts.tls.any() {
+            Some(Arc::new(TestPki::new(&dir.path().join("tls"), opts.tls)?))
+        } else {
+            None
+        };
         let launch = LaunchOptions {
             nodes: opts.nodes,
             formation: opts.formation,
@@ -185,13 +200,22 @@ impl ProcessCluster {
             start_timeout: START_TIMEOUT,
             stop_on_drop: None,
             raft_addrs: proxies.clone().map(proxy_hook),
+            node_args: pki.clone().map(|pki| -> cairn_launch::NodeArgs {
+                Box::new(move |id| pki.flags(id).map_err(|e| format!("{e:#}")))
+            }),
+            https: pki.as_ref().filter(|_| opts.tls.https).map(|p| LaunchTls {
+                ca: p.ca_path(),
+                identity: p.harness_identity(),
+            }),
         };
         let nodes = LocalCluster::new(bin.as_ref(), dir.path(), launch)?;
+        let (http, poll) = crate::tls::clients(pki.as_deref(), POLL_TIMEOUT)?;
         let mut cluster = ProcessCluster {
             nodes,
             secret: opts.cluster_secret.clone(),
-            http: HttpClient::new()?,
-            poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
+            http,
+            poll,
+            pki,
             proxies,
             dir,
             _serial: serial,
@@ -253,6 +277,12 @@ impl ProcessCluster {
     /// (`node-<id>/`, with `data/` and the logs). Deleted when the cluster is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The test CA and the nodes' certificate files, when started with
+    /// [`ClusterOptions::tls`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_deref()
     }
 
     /// The fault-injecting proxies in front of the nodes' Raft listeners, when the cluster
