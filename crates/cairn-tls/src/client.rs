@@ -69,8 +69,9 @@ impl ClientTls {
 
     /// A node's client, for node-to-node traffic and its calls to peers' public APIs:
     /// trusts the node CA and the HTTP CA (`http.client_ca`), presents the node
-    /// certificate. `None` when there is neither a node CA nor an HTTP CA: the node then
-    /// speaks plain HTTP only.
+    /// certificate (without node TLS, the HTTP certificate: a peer started with
+    /// `verify_client` checks it against the HTTP CA). `None` when there is neither a node
+    /// CA nor an HTTP CA: the node then speaks plain HTTP only.
     ///
     /// # Errors
     /// As [`ClientTls::new`].
@@ -87,7 +88,9 @@ impl ClientTls {
         if trust.is_empty() {
             return Ok(None);
         }
-        let identity = node.map(|n| (n.cert.clone(), n.key.clone()));
+        let identity = node
+            .map(|n| (n.cert.clone(), n.key.clone()))
+            .or_else(|| http.map(|h| (h.cert.clone(), h.key.clone())));
         ClientTls::new(trust, identity).map(Some)
     }
 
