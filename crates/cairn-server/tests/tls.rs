@@ -343,7 +343,7 @@ fn a_replaced_http_certificate_is_served_without_a_restart() {
     let old_ca = pki.ca_path();
     let before = CertificateDer::from_pem_file(&files.cert).expect("the first certificate");
     assert_eq!(
-        served_certificate(&c, addr, &[old_ca.clone()]),
+        served_certificate(&c, addr, std::slice::from_ref(&old_ca)),
         Ok(before.clone())
     );
 
