@@ -169,6 +169,17 @@ impl Node {
         &self.addr
     }
 
+    /// How the cluster's nodes serve their public API (`https` with HTTP TLS).
+    pub fn http_scheme(&self) -> Scheme {
+        self.http_scheme
+    }
+
+    /// How the cluster's nodes serve their raft address (`https`, mutual, with node TLS):
+    /// the scheme of a URL to any member's raft port.
+    pub fn raft_scheme(&self) -> Scheme {
+        self.raft_scheme
+    }
+
     pub(crate) fn metrics(&self) -> Metrics {
         self.raft.metrics().borrow_watched().clone()
     }
