@@ -22,8 +22,8 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// How long connections may take and how many may be open.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// Longest wait for a request's complete header, idle keep-alive time included; the
-    /// connection is closed when it passes.
+    /// Longest wait for a request's complete header, idle keep-alive time included, and
+    /// for a TLS handshake; the connection is closed when it passes.
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body; the request fails when it passes.
     pub body_idle_timeout: Duration,
