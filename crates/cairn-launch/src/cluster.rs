@@ -66,6 +66,20 @@ pub struct RaftAddrs {
 /// of the previous start). `Err` is a reason, in words, and fails the start.
 pub type RaftHook = Box<dyn FnMut(u64, &str) -> std::result::Result<RaftAddrs, String> + Send>;
 
+/// Flags for one node's `cairn start` command line, given its node ID, added at each of its
+/// starts (e.g. its own `--node-cert`). `Err` is a reason, in words, and fails the start.
+pub type NodeArgs = Box<dyn FnMut(u64) -> std::result::Result<Vec<String>, String> + Send>;
+
+/// How the launcher's own client reaches nodes that serve HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTls {
+    /// The CA file (PEM) the nodes' HTTP certificates are signed by.
+    pub ca: PathBuf,
+    /// A client certificate and key (PEM) to present, for nodes started with
+    /// `--http-verify-client`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
 /// What cluster to start.
 pub struct LaunchOptions {
     /// The number of nodes, at least 1.
@@ -90,6 +104,12 @@ pub struct LaunchOptions {
     pub stop_on_drop: Option<Duration>,
     /// Chooses the Raft addresses of each start; `None` binds the default.
     pub raft_addrs: Option<RaftHook>,
+    /// Flags for each node by its ID, after `extra_args` (e.g. TLS files); `None`: none.
+    pub node_args: Option<NodeArgs>,
+    /// The nodes serve HTTPS (their flags, in `extra_args` or `node_args`, say so): node
+    /// URLs are `https://`, and the launcher's readiness and status client trusts this CA.
+    /// `None`: plain HTTP.
+    pub https: Option<LaunchTls>,
 }
 
 impl LaunchOptions {
@@ -106,6 +126,8 @@ impl LaunchOptions {
             start_timeout: Duration::from_secs(60),
             stop_on_drop: None,
             raft_addrs: None,
+            node_args: None,
+            https: None,
         }
     }
 }
@@ -208,7 +230,11 @@ impl LocalCluster {
                 let addrs = (1..=n)
                     .map(|k| self.ports_of(k, free.as_deref()))
                     .collect::<Result<Vec<_>>>()?;
-                let join: Vec<String> = addrs.iter().map(|(h, _)| format!("http://{h}")).collect();
+                let scheme = self.scheme();
+                let join: Vec<String> = addrs
+                    .iter()
+                    .map(|(h, _)| format!("{scheme}://{h}"))
+                    .collect();
                 let join = join.join(",");
                 for (k, (http, raft)) in addrs.iter().enumerate() {
                     let extra = vec![
@@ -328,6 +354,12 @@ impl LocalCluster {
             data_dir,
         ];
         args.extend(self.opts.extra_args.iter().cloned());
+        if let Some(node_args) = self.opts.node_args.as_mut() {
+            args.extend(
+                node_args(id)
+                    .map_err(|e| Error::Invalid(format!("choosing node {id}'s flags: {e}")))?,
+            );
+        }
         args.extend(extra);
         if let Some(adv) = raft.advertise {
             args.extend(["--raft-adv-addr".to_string(), adv]);
@@ -366,7 +398,7 @@ impl LocalCluster {
         let i = self.start_node(id, &http, &raft, vec!["--join".to_string(), join])?;
         self.read_identity(i)?;
         let timeout = self.opts.start_timeout;
-        let client = client()?;
+        let client = self.client()?;
         poll_until(timeout, &format!("node {id} to be a voter"), || {
             self.node(i)?.process.check_alive()?;
             let mut seen = Vec::new();
@@ -401,7 +433,7 @@ impl LocalCluster {
     /// # Errors
     /// [`Error::Timeout`]; [`Error::Exited`] when the node exits meanwhile.
     pub fn wait_ready(&self, i: usize, timeout: Duration) -> Result<()> {
-        let client = client()?;
+        let client = self.client()?;
         let node = self.node(i)?;
         let url = format!("{}/readyz", self.url(i)?);
         poll_until(timeout, &format!("node {} ready", node.id), || {
@@ -422,7 +454,7 @@ impl LocalCluster {
     /// # Errors
     /// [`Error::Timeout`]; [`Error::Exited`] when a node exits meanwhile.
     pub fn wait_formed(&self, timeout: Duration) -> Result<Vec<Value>> {
-        let client = client()?;
+        let client = self.client()?;
         let want: BTreeSet<u64> = self.nodes.iter().map(|n| n.id).collect();
         poll_until(timeout, &format!("voters {want:?} on every node"), || {
             let mut bodies = Vec::with_capacity(self.nodes.len());
@@ -455,7 +487,7 @@ impl LocalCluster {
     /// [`Error::Invalid`] when it does not answer 200 with JSON within
     /// [`POLL_REQUEST_TIMEOUT`].
     pub fn status(&self, i: usize) -> Result<Value> {
-        self.status_with(&client()?, i)
+        self.status_with(&self.client()?, i)
     }
 
     fn status_with(&self, client: &reqwest::blocking::Client, i: usize) -> Result<Value> {
@@ -574,14 +606,15 @@ impl LocalCluster {
         self.nodes.get(i).and_then(|n| n.raft)
     }
 
-    /// Node `i`'s base URL, `http://127.0.0.1:PORT`.
+    /// Node `i`'s base URL, `http://127.0.0.1:PORT` (`https://` with
+    /// [`LaunchOptions::https`]).
     ///
     /// # Errors
     /// [`Error::Invalid`] when there is no node `i` or its address is not known yet.
     pub fn url(&self, i: usize) -> Result<String> {
         let node = self.node(i)?;
         match node.http {
-            Some(a) => Ok(format!("http://{a}")),
+            Some(a) => Ok(format!("{}://{a}", self.scheme())),
             None => Err(Error::Invalid(format!(
                 "node {}'s address is not known yet",
                 node.id
@@ -601,6 +634,22 @@ impl LocalCluster {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// `"https"` with [`LaunchOptions::https`], else `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        if self.opts.https.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The client of readiness polls, trusting [`LaunchOptions::https`]'s CA if given.
+    /// It sends the cluster secret, which nodes started with `--auth` accept for their
+    /// status and readiness routes.
+    fn client(&self) -> Result<reqwest::blocking::Client> {
+        client(self.opts.https.as_ref(), &self.opts.secret)
+    }
 }
 
 impl Drop for LocalCluster {
@@ -611,6 +660,10 @@ impl Drop for LocalCluster {
         // Whatever still runs is SIGKILLed by each NodeProcess's own Drop.
     }
 }
+
+/// The header peers carry the cluster secret in (`cairn_raft::SECRET_HEADER`; the
+/// launcher does not link the node's crates).
+const SECRET_HEADER: &str = "x-cairn-secret";
 
 /// Node ID of the `k`-th node (1-based); saturates (a cluster is never that large).
 fn as_id(k: usize) -> u64 {
@@ -624,12 +677,23 @@ fn ids(v: &Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// The HTTP client of readiness polls: no proxy (loopback), [`POLL_REQUEST_TIMEOUT`].
-fn client() -> Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder()
+/// The HTTP client of readiness polls: no proxy (loopback), [`POLL_REQUEST_TIMEOUT`],
+/// trusting `tls`'s CA (and presenting its identity) when the nodes serve HTTPS.
+fn client(tls: Option<&LaunchTls>, secret: &str) -> Result<reqwest::blocking::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(secret) {
+        headers.insert(SECRET_HEADER, v);
+    }
+    let mut builder = reqwest::blocking::Client::builder()
+        .default_headers(headers)
         .no_proxy()
-        .timeout(POLL_REQUEST_TIMEOUT)
-        .build()?)
+        .timeout(POLL_REQUEST_TIMEOUT);
+    if let Some(tls) = tls {
+        let config = cairn_tls::ClientTls::new(vec![tls.ca.clone()], tls.identity.clone())
+            .and_then(|c| c.config())?;
+        builder = builder.use_preconfigured_tls(config);
+    }
+    Ok(builder.build()?)
 }
 
 /// `count` distinct TCP ports on 127.0.0.1 that were free a moment ago: all bound at

@@ -51,6 +51,9 @@ pub enum Error {
     /// Building the HTTP client used for readiness polls failed.
     #[error("building the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The CA or client certificate of [`crate::LaunchTls`] does not load.
+    #[error("the launcher's TLS client: {0}")]
+    Tls(#[from] cairn_tls::TlsError),
 }
 
 impl Error {

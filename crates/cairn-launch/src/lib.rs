@@ -18,8 +18,8 @@ mod procfs;
 mod wait;
 
 pub use cluster::{
-    free_ports, Formation, LaunchOptions, Layout, LocalCluster, Ports, RaftAddrs, RaftHook,
-    POLL_REQUEST_TIMEOUT,
+    free_ports, Formation, LaunchOptions, LaunchTls, Layout, LocalCluster, NodeArgs, Ports,
+    RaftAddrs, RaftHook, POLL_REQUEST_TIMEOUT,
 };
 pub use error::Error;
 pub use identity::{NodeIdentity, NODE_JSON};

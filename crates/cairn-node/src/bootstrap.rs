@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_raft::NodeAddr;
+use cairn_raft::{NodeAddr, Scheme};
 
 use crate::{JoinRequest, Node, NodeConfig, NodeError, SECRET_HEADER};
 
@@ -31,7 +31,11 @@ impl Node {
             tracing::info!("raft state found on disk; resuming");
             return Ok(());
         }
-        let peers: Vec<String> = cfg.join.iter().map(|u| normalize_url(u)).collect();
+        let peers: Vec<String> = cfg
+            .join
+            .iter()
+            .map(|u| normalize_url(u, self.http_scheme))
+            .collect();
         match cfg.bootstrap_expect {
             Some(n) if n > 1 => self.bootstrap_with_peers(&peers, n).await,
             _ if peers.is_empty() => {
@@ -155,12 +159,13 @@ impl Node {
     }
 }
 
-/// Accepts `host:port` as well as `http://host:port`, without a trailing slash.
-fn normalize_url(u: &str) -> String {
+/// Accepts `host:port` (then `scheme://host:port`, the cluster's scheme) as well as
+/// `http://host:port` and `https://host:port`, without a trailing slash.
+fn normalize_url(u: &str, scheme: Scheme) -> String {
     let u = u.trim().trim_end_matches('/');
     if u.starts_with("http://") || u.starts_with("https://") {
         u.to_string()
     } else {
-        format!("http://{u}")
+        scheme.url(u)
     }
 }

@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use cairn_raft::{NodeAddr, RaftSettings, SECRET_HEADER};
+pub use cairn_raft::{NodeAddr, RaftSettings, Scheme, SECRET_HEADER};
 pub use error::{CommandError, NodeError};
 pub use node::Node;
 pub use status::{
@@ -80,7 +80,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `http://HOST:PORT` of its public API.
+    /// The base URL of its public API, `http://HOST:PORT` or `https://HOST:PORT`: the
+    /// peers a node hands out carry its cluster's scheme (see `NodeAddr::with_http_scheme`).
     pub fn http_url(&self) -> String {
         self.addr.http_url()
     }
@@ -138,4 +139,15 @@ pub struct NodeConfig {
     /// The IP the raft listener is bound to; outgoing node-to-node connections use it as
     /// their source address (unless it is unspecified, e.g. 0.0.0.0).
     pub bind_ip: Option<std::net::IpAddr>,
+    /// How every node of the cluster serves its public API: the scheme of the URLs this
+    /// node hands out (`/nodes`, redirects, the leader in errors, `/status`) and of `--join`
+    /// URLs given without one.
+    pub http_scheme: Scheme,
+    /// How every node of the cluster serves its raft address: the scheme of all
+    /// node-to-node requests. [`Scheme::Https`] needs `tls_client`.
+    pub raft_scheme: Scheme,
+    /// The TLS config of this node's client (node-to-node traffic and calls to peers'
+    /// public APIs): its certificate and the CAs it trusts. `None`: the client trusts no
+    /// one, and speaks plain HTTP only.
+    pub tls_client: Option<rustls::ClientConfig>,
 }

@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cairn_raft::NodeAddr;
+use cairn_raft::{NodeAddr, Scheme};
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
 use crate::node::{unexpected, Node};
 use crate::rpc::{NodeRpc, Reply};
 use crate::{JoinRequest, NodeError, Peer};
+
+/// How long the TLS check of a joining node's raft address may take.
+const TLS_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Node {
     /// Adds a node (learner first, voter once caught up), through the leader. Requires the
@@ -50,6 +53,9 @@ impl Node {
                 return Ok(());
             }
         } else {
+            if self.raft_scheme == Scheme::Https {
+                self.check_node_tls(req.id, &addr.raft_addr).await?;
+            }
             self.raft
                 .add_learner(req.id, addr, true)
                 .await
@@ -61,6 +67,32 @@ impl Node {
             .map_err(|e| self.membership_error(e))?;
         tracing::info!(node = req.id, "node joined as a voter");
         Ok(())
+    }
+
+    /// With node TLS, a new node is added only once a TLS handshake with its raft address
+    /// succeeds both ways: it presents a certificate from the node CA, and accepts this
+    /// node's. Otherwise it would become a learner nobody can replicate to (and that can
+    /// reach nobody). Any HTTP answer, even an error status, means the handshake passed.
+    ///
+    /// # Errors
+    /// [`NodeError::BadRequest`] naming the handshake's failure; the joining node retries.
+    async fn check_node_tls(&self, id: u64, raft_addr: &str) -> Result<(), NodeError> {
+        let url = format!("{}/raft/0/node", self.raft_scheme.url(raft_addr));
+        match self.http.get(&url).timeout(TLS_CHECK_TIMEOUT).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    reason = format!("{reason}: {s}");
+                    source = s.source();
+                }
+                Err(NodeError::BadRequest(format!(
+                    "node {id} not added: no mutual TLS with its raft address {raft_addr} \
+                     (its certificate must come from the node CA): {reason}"
+                )))
+            }
+        }
     }
 
     pub(crate) fn membership_error(
@@ -142,7 +174,7 @@ impl Node {
             .current_leader(target, "leadership transfer")
             .await
             .map_err(|e| NodeError::Timeout(e.to_string()))?;
-        Self::peer(&m, target)
+        self.peer(&m, target)
             .ok_or_else(|| NodeError::Internal("new leader has no address".into()))
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftService};
-use cairn_raft::{Command, LogClosed, LogStore, Network, NodeAddr, Raft, Response, StateMachine};
+use cairn_raft::{
+    Command, LogClosed, LogStore, Network, NodeAddr, Raft, Response, Scheme, StateMachine,
+};
 use cairn_sql::{Statement, StatementResult, Store};
 use openraft::async_runtime::WatchReceiver;
 use openraft::{RaftMetrics, ServerState};
@@ -30,6 +32,10 @@ const LOG_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Node {
     pub(crate) id: u64,
     pub(crate) addr: NodeAddr,
+    /// The scheme of every node's public API in this cluster (`NodeConfig::http_scheme`).
+    pub(crate) http_scheme: Scheme,
+    /// The scheme of every node's raft address (`NodeConfig::raft_scheme`).
+    pub(crate) raft_scheme: Scheme,
     pub(crate) raft: Raft,
     pub(crate) store: Arc<Store>,
     pub(crate) http: reqwest::Client,
@@ -86,8 +92,16 @@ impl Node {
         if let Some(ip) = cfg.bind_ip.filter(|ip| !ip.is_unspecified()) {
             builder = builder.local_address(ip);
         }
+        if let Some(tls) = &cfg.tls_client {
+            builder = builder.use_preconfigured_tls(tls.clone());
+        } else if cfg.raft_scheme == Scheme::Https {
+            return Err(NodeError::Internal(
+                "node-to-node HTTPS needs the node's TLS client config".into(),
+            ));
+        }
         let http = builder.build().map_err(|e| internal(&e))?;
-        let network = Network::new(http.clone(), cfg.cluster_secret.clone(), 0);
+        let network =
+            Network::new(http.clone(), cfg.cluster_secret.clone(), 0).with_scheme(cfg.raft_scheme);
         let config = cfg.raft.config().map_err(|e| internal(&e))?;
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
             .await
@@ -98,6 +112,8 @@ impl Node {
                 http_addr: cfg.http_addr.clone(),
                 raft_addr: cfg.raft_addr.clone(),
             },
+            http_scheme: cfg.http_scheme,
+            raft_scheme: cfg.raft_scheme,
             raft,
             store,
             http,
@@ -153,24 +169,42 @@ impl Node {
         &self.addr
     }
 
+    /// How the cluster's nodes serve their public API (`https` with HTTP TLS).
+    pub fn http_scheme(&self) -> Scheme {
+        self.http_scheme
+    }
+
+    /// How the cluster's nodes serve their raft address (`https`, mutual, with node TLS):
+    /// the scheme of a URL to any member's raft port.
+    pub fn raft_scheme(&self) -> Scheme {
+        self.raft_scheme
+    }
+
     pub(crate) fn metrics(&self) -> Metrics {
         self.raft.metrics().borrow_watched().clone()
     }
 
-    pub(crate) fn peer(m: &Metrics, id: u64) -> Option<Peer> {
+    /// Member `id` as this node hands it out: its addresses with the cluster's HTTP scheme
+    /// (so that `Peer::http_url` says `https://` on a cluster that serves HTTPS).
+    pub(crate) fn peer(&self, m: &Metrics, id: u64) -> Option<Peer> {
         m.membership_config
             .membership()
             .get_node(&id)
             .map(|addr| Peer {
                 id,
-                addr: addr.clone(),
+                addr: addr.clone().with_http_scheme(self.http_scheme),
             })
+    }
+
+    /// The base URL of a member's public API, with the cluster's scheme.
+    pub(crate) fn api_url(&self, addr: &NodeAddr) -> String {
+        addr.clone().with_http_scheme(self.http_scheme).http_url()
     }
 
     /// The leader this node currently knows of.
     pub fn leader(&self) -> Option<Peer> {
         let m = self.metrics();
-        m.current_leader.and_then(|id| Self::peer(&m, id))
+        m.current_leader.and_then(|id| self.peer(&m, id))
     }
 
     /// Whether this node is the leader.

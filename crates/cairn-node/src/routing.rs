@@ -44,7 +44,17 @@ impl Node {
                     .serve_forwarded(rpc.clone(), left)
                     .await
                     .map_err(rpc::CallError::Remote),
-                Some(l) => rpc::call(&self.http, &self.secret, l, rpc.clone(), left).await,
+                Some(l) => {
+                    rpc::call(
+                        &self.http,
+                        &self.secret,
+                        self.raft_scheme,
+                        l,
+                        rpc.clone(),
+                        left,
+                    )
+                    .await
+                }
                 None => {
                     // A leader id may be known but out of touch: then the metrics do not
                     // change when it comes back, so wait a bounded slice and look again.

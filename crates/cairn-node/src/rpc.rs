@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use cairn_raft::{decode, encode, Command};
+use cairn_raft::{decode, encode, Command, Scheme};
 use cairn_sql::{Statement, StatementResult};
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +130,7 @@ async fn handle(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     }
 }
 
-/// Sends `rpc` to `leader` and waits up to `timeout`.
+/// Sends `rpc` to `leader`'s raft address over `scheme` and waits up to `timeout`.
 ///
 /// # Errors
 /// A [`CallError`] saying whether the request certainly did not run
@@ -139,6 +139,7 @@ async fn handle(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 pub(crate) async fn call(
     http: &reqwest::Client,
     secret: &str,
+    scheme: Scheme,
     leader: &Peer,
     rpc: NodeRpc,
     timeout: Duration,
@@ -149,7 +150,10 @@ pub(crate) async fn call(
     };
     let body = encode(&env).map_err(|e| CallError::Refused(NodeError::Internal(e.to_string())))?;
     let resp = http
-        .post(format!("http://{}/raft/0/node", leader.addr.raft_addr))
+        .post(format!(
+            "{}/raft/0/node",
+            scheme.url(&leader.addr.raft_addr)
+        ))
         .header(cairn_raft::SECRET_HEADER, secret)
         .body(body)
         .timeout(timeout + Duration::from_secs(1))

@@ -81,9 +81,9 @@ pub struct HttpStatus {
 pub struct ClusterStatus {
     /// The Raft (inter-node) address, `HOST:PORT`.
     pub addr: String,
-    /// `"true"` or `"false"`, a string as in rqlite: always `"false"` (no TLS).
+    /// `"true"` or `"false"`, a string as in rqlite: whether the API is served over HTTPS.
     pub https: &'static str,
-    /// `http://HOST:PORT` of this node's API.
+    /// `http://HOST:PORT` (or `https://`) of this node's API.
     pub api_addr: String,
 }
 
@@ -97,7 +97,7 @@ pub struct NodeStatus {
     pub http_addr: String,
     /// `HOST:PORT` of the Raft listener.
     pub raft_addr: String,
-    /// `http://HOST:PORT` of the API.
+    /// `http://HOST:PORT` (or `https://`) of the API.
     pub api_addr: String,
     /// Cairn's version.
     pub version: &'static str,
@@ -337,7 +337,7 @@ pub struct RaftStatus {
 pub struct NodeEntry {
     /// Node id, as a string as in rqlite.
     pub id: String,
-    /// `http://HOST:PORT`.
+    /// `http://HOST:PORT` (or `https://`).
     pub api_addr: String,
     /// Raft address.
     pub addr: String,

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cairn_raft::NodeAddr;
+use cairn_raft::{NodeAddr, Scheme};
 use openraft::ServerState;
 
 use crate::node::Node;
@@ -20,7 +20,7 @@ impl Node {
     pub fn status(&self) -> Status {
         let m = self.metrics();
         let membership = m.membership_config.membership();
-        let leader = m.current_leader.and_then(|id| Self::peer(&m, id));
+        let leader = m.current_leader.and_then(|id| self.peer(&m, id));
         let voters: Vec<u64> = membership.voter_ids().collect();
         let commit_index = m
             .cluster_committed
@@ -119,15 +119,19 @@ impl Node {
                 auth: "disabled",
                 cluster: ClusterStatus {
                     addr: self.addr.raft_addr.clone(),
-                    https: "false",
-                    api_addr: self.addr.http_url(),
+                    https: if self.http_scheme == Scheme::Https {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                    api_addr: self.api_url(&self.addr),
                 },
             },
             node: NodeStatus {
                 id: self.id,
                 http_addr: self.addr.http_addr.clone(),
                 raft_addr: self.addr.raft_addr.clone(),
-                api_addr: self.addr.http_url(),
+                api_addr: self.api_url(&self.addr),
                 version: env!("CARGO_PKG_VERSION"),
                 uptime_s: uptime.as_secs_f64(),
                 start_time: rfc3339(started),
@@ -156,7 +160,7 @@ impl Node {
             let start = Instant::now();
             let reply = self
                 .http
-                .get(format!("{}/readyz?noleader", addr.http_url()))
+                .get(format!("{}/readyz?noleader", self.api_url(addr)))
                 // Peers with `--auth` let the cluster secret's holder in.
                 .header(crate::SECRET_HEADER, &self.secret)
                 .timeout(Duration::from_secs(1))
@@ -195,7 +199,7 @@ impl Node {
                 };
                 NodeEntry {
                     id: id.to_string(),
-                    api_addr: addr.http_url(),
+                    api_addr: self.api_url(&addr),
                     addr: addr.raft_addr.clone(),
                     version,
                     voter: voters.contains(&id),

@@ -26,9 +26,57 @@ pub struct NodeAddr {
 }
 
 impl NodeAddr {
-    /// `http://HOST:PORT` of the public API.
+    /// The public API's base URL: `http://HOST:PORT`, or `http_addr` as it is when it
+    /// already names its scheme (`https://HOST:PORT`, as [`NodeAddr::with_http_scheme`]
+    /// leaves it).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        if has_scheme(&self.http_addr) {
+            self.http_addr.clone()
+        } else {
+            Scheme::Http.url(&self.http_addr)
+        }
+    }
+
+    /// This address as a node whose cluster serves its public API over `scheme` hands it
+    /// out (to clients, in redirects and errors): for [`Scheme::Https`], `http_addr`
+    /// becomes `https://HOST:PORT`, so that [`NodeAddr::http_url`] names the scheme. The
+    /// membership keeps `HOST:PORT`; only copies given out carry the scheme.
+    pub fn with_http_scheme(mut self, scheme: Scheme) -> NodeAddr {
+        if scheme == Scheme::Https && !has_scheme(&self.http_addr) {
+            self.http_addr = scheme.url(&self.http_addr);
+        }
+        self
+    }
+}
+
+fn has_scheme(addr: &str) -> bool {
+    addr.starts_with("http://") || addr.starts_with("https://")
+}
+
+/// How a port is spoken to: plain HTTP or HTTPS. Node-wide: a node serves each of its two
+/// ports one way, and speaks to its peers' ports the same way (every node of a cluster has
+/// the same setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `"http"` or `"https"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// `SCHEME://HOST:PORT` for a `HOST:PORT`.
+    pub fn url(self, host_port: &str) -> String {
+        format!("{}://{host_port}", self.as_str())
     }
 }
 

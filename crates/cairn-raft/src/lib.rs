@@ -7,7 +7,7 @@ mod network;
 pub mod server;
 mod state_machine;
 
-pub use command::{Command, CommandError, NodeAddr, Response};
+pub use command::{Command, CommandError, NodeAddr, Response, Scheme};
 pub use log_store::{LogClosed, LogStore};
 pub use network::{decode, encode, Network};
 pub use state_machine::StateMachine;

@@ -18,7 +18,7 @@ use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::command::NodeAddr;
+use crate::command::{NodeAddr, Scheme};
 use crate::{TypeConfig, SECRET_HEADER, SNAPSHOT_META_HEADER};
 
 type C = TypeConfig;
@@ -45,16 +45,25 @@ pub struct Network {
     http: reqwest::Client,
     secret: String,
     group: u64,
+    scheme: Scheme,
 }
 
 impl Network {
-    /// A network for group `group`, authenticating with `secret`.
+    /// A network for group `group`, authenticating with `secret`, over plain HTTP.
     pub fn new(http: reqwest::Client, secret: String, group: u64) -> Self {
         Network {
             http,
             secret,
             group,
+            scheme: Scheme::Http,
         }
+    }
+
+    /// Speaks to the peers' raft addresses over `scheme` (HTTPS when the nodes use TLS;
+    /// `http` must then be a client with the node's TLS config).
+    pub fn with_scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
     }
 }
 
@@ -63,7 +72,7 @@ impl RaftNetworkFactory<C> for Network {
 
     async fn new_client(&mut self, _target: u64, node: &NodeAddr) -> PeerClient {
         PeerClient {
-            base: format!("http://{}/raft/{}", node.raft_addr, self.group),
+            base: format!("{}/raft/{}", self.scheme.url(&node.raft_addr), self.group),
             http: self.http.clone(),
             secret: self.secret.clone(),
         }

@@ -1,16 +1,19 @@
 //! Serving a router over HTTP/1.1 with the bounds `axum::serve` does not offer: a header
 //! read timeout (which also closes idle keep-alive connections), a timeout between request
 //! body frames, and a cap on open connections. Without them, half-open or trickling
-//! connections stay open forever and pile up.
+//! connections stay open forever and pile up. Either listener may speak TLS
+//! ([`serve_router_tls`]), under the same bounds.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use cairn_tls::ServerTls;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -19,8 +22,8 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// How long connections may take and how many may be open.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// Longest wait for a request's complete header, idle keep-alive time included; the
-    /// connection is closed when it passes.
+    /// Longest wait for a request's complete header, idle keep-alive time included, and
+    /// for a TLS handshake; the connection is closed when it passes.
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body; the request fails when it passes.
     pub body_idle_timeout: Duration,
@@ -51,11 +54,29 @@ pub const RAFT_LIMITS: ServeLimits = ServeLimits {
 };
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests
-/// in flight finish for up to `limits.drain_timeout`, and returns.
+/// in flight finish for up to `limits.drain_timeout`, and returns. Plain HTTP: see
+/// [`serve_router_tls`] for HTTPS.
 pub async fn serve_router(
     listener: TcpListener,
     app: Router,
     limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_router_tls(listener, app, limits, None, shutdown).await;
+}
+
+/// [`serve_router`], over TLS when `tls` is given: each accepted connection first completes
+/// a TLS handshake with the config `tls` holds at that moment (reloaded when its files
+/// change). The handshake counts against `limits.max_connections` and must finish within
+/// `limits.header_read_timeout`, so a client that connects and never handshakes holds
+/// neither the connection nor a permit for longer than that. A failed handshake is logged
+/// at debug level: a scanner's or an attacker's noise, and a peer without the right
+/// certificate, are not the server's problem.
+pub async fn serve_router_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout));
@@ -64,12 +85,12 @@ pub async fn serve_router(
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             // Reap finished connections, so the set only holds open ones.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, typically: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -88,24 +109,32 @@ pub async fn serve_router(
         let _ = stream.set_nodelay(true);
         let svc = TowerToHyperService::new(app.clone());
         let mut stop = stop_rx.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                // The guard `wait_for` returns is not Send: drop it inside.
-                () = async { drop(stop.wait_for(|s| *s).await) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => serve_connection(stream, svc, limits, stop).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        limits.header_read_timeout,
+                        tls.acceptor().accept(stream),
+                    );
+                    let tls_stream = tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        () = async { drop(stop.wait_for(|s| *s).await) } => return,
+                    };
+                    serve_connection(tls_stream, svc, limits, stop).await;
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
@@ -120,5 +149,34 @@ pub async fn serve_router(
             left = conns.len(),
             "shutdown: dropping connections still open"
         );
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends, or, once `stop` turns
+/// true, until its request in flight is answered.
+async fn serve_connection<I>(
+    io: I,
+    svc: TowerToHyperService<Router>,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        // The guard `wait_for` returns is not Send: drop it inside.
+        () = async { drop(stop.wait_for(|s| *s).await) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

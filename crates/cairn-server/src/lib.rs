@@ -11,8 +11,11 @@
 //! - the bootstrap task: join through `join`, or form a cluster once `bootstrap_expect`
 //!   nodes know each other (`Node::bootstrap`).
 //!
-//! Both listeners are served by [`http::serve_router`], which bounds header time, body
-//! idle time and open connections (see [`http::ServeLimits`]).
+//! Both listeners are served by [`http::serve_router_tls`], which bounds header time, body
+//! idle time and open connections (see [`http::ServeLimits`]), over TLS when
+//! [`ServerConfig::http_tls`] / [`ServerConfig::node_tls`] say so (`cairn_tls`: HTTPS on
+//! the public port, mutual TLS between nodes, certificates reloaded when their files
+//! change).
 
 pub mod http;
 
@@ -51,6 +54,9 @@ pub enum ServeError {
     /// A serving task panicked or was cancelled.
     #[error("a serving task failed: {0}")]
     Task(String),
+    /// A TLS certificate, key or CA file cannot be used; the error names it.
+    #[error("TLS: {0}")]
+    Tls(#[from] cairn_tls::TlsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -115,6 +121,14 @@ pub struct ServerConfig {
     /// The users of `--auth`: every public request is authenticated and checked against
     /// its route's permission. `None`: everyone may do everything (a warning is logged).
     pub auth: Option<Arc<cairn_auth::Users>>,
+    /// HTTPS on the public port (and, with its `client_ca`, the CA this node trusts when it
+    /// calls a peer's API). Every node of a cluster serves HTTPS or none does: URLs handed
+    /// to clients say `https://` then. Default `None`: plain HTTP.
+    pub http_tls: Option<cairn_tls::HttpTls>,
+    /// Mutual TLS on the raft port and in every node-to-node request. Every node of a
+    /// cluster has it or none does. Default `None`: plain HTTP, guarded by the cluster
+    /// secret alone.
+    pub node_tls: Option<cairn_tls::NodeTls>,
 }
 
 impl ServerConfig {
@@ -134,6 +148,8 @@ impl ServerConfig {
             http_limits: PUBLIC_LIMITS,
             raft_limits: RAFT_LIMITS,
             auth: None,
+            http_tls: None,
+            node_tls: None,
         }
     }
 }
@@ -253,13 +269,14 @@ impl Handle {
 ///
 /// # Errors
 /// [`ServeError::Io`] / [`ServeError::Config`] / [`ServeError::Start`] when the data
-/// directory, the cluster secret or the node's storage cannot be set up; nothing is served
-/// then.
+/// directory, the cluster secret or the node's storage cannot be set up, [`ServeError::Tls`]
+/// when a TLS file does not load; nothing is served then.
 pub async fn serve(
     listeners: Listeners,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Handle, ServeError> {
+    let tls = Tls::load(&config)?;
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
     let secret = cluster_secret(config.cluster_secret.clone(), data_dir)?;
@@ -289,6 +306,9 @@ pub async fn serve(
         bootstrap_expect: config.bootstrap_expect,
         raft: config.raft.clone(),
         bind_ip: Some(raft_addr.ip()),
+        http_scheme: tls.http_scheme(),
+        raft_scheme: tls.raft_scheme(),
+        tls_client: tls.client_config()?,
     };
     let node = Node::start(&node_config).await.map_err(ServeError::Start)?;
     let stop = CancellationToken::new();
@@ -320,6 +340,7 @@ pub async fn serve(
         listeners,
         node_config,
         (limits, access),
+        tls,
         stop.clone(),
     ));
     tracing::info!(
@@ -345,18 +366,21 @@ async fn run(
     listeners: Listeners,
     node_config: NodeConfig,
     ((http_limits, raft_limits), access): ((ServeLimits, ServeLimits), cairn_api::Access),
+    tls: Tls,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
-    let internal = tokio::spawn(http::serve_router(
+    let internal = tokio::spawn(http::serve_router_tls(
         listeners.raft,
         node.internal_router(),
         raft_limits,
+        tls.node_server,
         stop.clone().cancelled_owned(),
     ));
-    let public = tokio::spawn(http::serve_router(
+    let public = tokio::spawn(http::serve_router_tls(
         listeners.http,
         cairn_api::router(node.clone(), access),
         http_limits,
+        tls.http_server,
         stop.clone().cancelled_owned(),
     ));
     let boot_node = Arc::clone(&node);
@@ -383,4 +407,59 @@ async fn run(
     node.shutdown().await;
     tracing::info!(id = node.id(), "node stopped");
     outcome
+}
+
+/// The TLS configs of one node, loaded from [`ServerConfig::http_tls`] and
+/// [`ServerConfig::node_tls`] before anything is served.
+struct Tls {
+    http_server: Option<Arc<cairn_tls::ServerTls>>,
+    node_server: Option<Arc<cairn_tls::ServerTls>>,
+    client: Option<cairn_tls::ClientTls>,
+}
+
+impl Tls {
+    /// Loads every file now, so that a node with a bad certificate does not start.
+    ///
+    /// # Errors
+    /// [`ServeError::Tls`] naming the file, or the setting, that does not work.
+    fn load(config: &ServerConfig) -> Result<Tls, ServeError> {
+        let http_server = match &config.http_tls {
+            Some(t) => Some(Arc::new(cairn_tls::ServerTls::http(t)?)),
+            None => None,
+        };
+        let node_server = match &config.node_tls {
+            Some(t) => Some(Arc::new(cairn_tls::ServerTls::node(t)?)),
+            None => None,
+        };
+        let client =
+            cairn_tls::ClientTls::for_node(config.node_tls.as_ref(), config.http_tls.as_ref())?;
+        Ok(Tls {
+            http_server,
+            node_server,
+            client,
+        })
+    }
+
+    fn http_scheme(&self) -> cairn_node::Scheme {
+        scheme(self.http_server.is_some())
+    }
+
+    fn raft_scheme(&self) -> cairn_node::Scheme {
+        scheme(self.node_server.is_some())
+    }
+
+    fn client_config(&self) -> Result<Option<rustls::ClientConfig>, ServeError> {
+        Ok(match &self.client {
+            Some(c) => Some(c.config()?),
+            None => None,
+        })
+    }
+}
+
+fn scheme(tls: bool) -> cairn_node::Scheme {
+    if tls {
+        cairn_node::Scheme::Https
+    } else {
+        cairn_node::Scheme::Http
+    }
 }

@@ -43,6 +43,11 @@ impl Demo {
     /// contains `cluster ready`. An error (with the demo's output) if it exits first or
     /// the time passes.
     pub fn start(bin: impl AsRef<Path>, nodes: u16) -> Result<Demo> {
+        Self::start_with_args(bin, nodes, &[])
+    }
+
+    /// [`Demo::start`] with more `cairn demo` flags (e.g. `--tls`).
+    pub fn start_with_args(bin: impl AsRef<Path>, nodes: u16, extra: &[&str]) -> Result<Demo> {
         let serial = crate::serial();
         let dir = tempfile::Builder::new()
             .prefix("cairn-demo-")
@@ -67,7 +72,10 @@ impl Demo {
                     base_port.to_string(),
                     "--data-dir".to_string(),
                     data_dir.display().to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect::<Vec<_>>(),
                 &[],
             )
             .with_context(|| format!("spawning {} demo", bin.as_ref().display()))?;

@@ -2,6 +2,7 @@
 //! returns.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -131,6 +132,24 @@ impl fmt::Display for Reply {
     }
 }
 
+/// An `Authorization: Basic` header for `user` and `password` (RFC 7617), for
+/// [`HttpClient::configured`].
+///
+/// # Errors
+/// When the credentials cannot form a header value.
+pub fn basic_auth(user: &str, password: &str) -> Result<HeaderMap> {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {token}")
+            .parse()
+            .context("an Authorization header")?,
+    );
+    Ok(headers)
+}
+
 /// A blocking HTTP client with short timeouts that neither follows redirects (so tests
 /// see a 301 as a 301), nor uses a proxy, nor keeps idle connections (a restarted node
 /// reuses its port, and a pooled connection to the old process would fail).
@@ -147,47 +166,66 @@ impl HttpClient {
 
     /// A client whose requests give up after `timeout`.
     pub fn with_timeout(timeout: Duration) -> Result<Self> {
-        Self::with_headers(timeout, HeaderMap::new())
+        Self::build(timeout, None, HeaderMap::new())
     }
 
     /// A client that authenticates every request as `user` with HTTP Basic, as rqlite's
     /// clients do against a node started with `--auth`.
     pub fn as_user(user: &str, password: &str) -> Result<Self> {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Basic {token}")
-                .parse()
-                .context("an Authorization header")?,
-        );
-        Self::with_headers(REQUEST_TIMEOUT, headers)
+        Self::build(REQUEST_TIMEOUT, None, basic_auth(user, password)?)
     }
 
-    /// A client that sends the cluster secret with every request: what peers do, and what
-    /// the test harness does to poll nodes started with `--auth`.
-    pub fn with_cluster_secret(timeout: Duration, secret: &str) -> Result<Self> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            cairn_node::SECRET_HEADER,
-            secret.parse().context("a cluster secret header")?,
-        );
-        Self::with_headers(timeout, headers)
+    /// A client like [`HttpClient::new`] for HTTPS: trusts the CA certificates in the PEM
+    /// file `ca` (and nothing else), and presents `identity` (certificate file, key file)
+    /// when a server asks for a client certificate. Both are read again when they change.
+    pub fn with_ca(ca: &Path, identity: Option<(PathBuf, PathBuf)>) -> Result<Self> {
+        Self::with_ca_and_timeout(ca, identity, REQUEST_TIMEOUT)
     }
 
-    /// A client sending `headers` with every request (a request's own header of the same
-    /// name wins).
-    pub fn with_headers(timeout: Duration, headers: HeaderMap) -> Result<Self> {
-        let client = Client::builder()
+    /// [`HttpClient::with_ca`] whose requests give up after `timeout`.
+    pub fn with_ca_and_timeout(
+        ca: &Path,
+        identity: Option<(PathBuf, PathBuf)>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::configured(timeout, Some((ca, identity)), HeaderMap::new())
+    }
+
+    /// A client whose requests give up after `timeout`, trust `tls`'s CA (presenting its
+    /// identity) when given, and carry `headers` (a request's own header of the same name
+    /// wins), e.g. [`basic_auth`] credentials.
+    pub fn configured(
+        timeout: Duration,
+        tls: Option<(&Path, Option<(PathBuf, PathBuf)>)>,
+        headers: HeaderMap,
+    ) -> Result<Self> {
+        let tls = match tls {
+            Some((ca, identity)) => Some(
+                cairn_tls::ClientTls::new(vec![ca.to_path_buf()], identity)
+                    .and_then(|c| c.config())
+                    .with_context(|| format!("a TLS client trusting {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        Self::build(timeout, tls, headers)
+    }
+
+    fn build(
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+        headers: HeaderMap,
+    ) -> Result<Self> {
+        let mut builder = Client::builder()
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .redirect(Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .context("building the HTTP client")?;
+            .pool_max_idle_per_host(0);
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let client = builder.build().context("building the HTTP client")?;
         Ok(HttpClient { client })
     }
 

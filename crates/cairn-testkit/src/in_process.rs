@@ -21,6 +21,7 @@ use tokio::runtime::Runtime;
 use crate::client::Cluster;
 use crate::http::HttpClient;
 use crate::process_cluster::{ClusterOptions, Formation};
+use crate::tls::TestPki;
 use crate::wait::try_wait_for;
 use crate::START_TIMEOUT;
 
@@ -104,6 +105,8 @@ pub struct TestCluster {
     auth: Option<Arc<cairn_auth::Users>>,
     http: HttpClient,
     poll: HttpClient,
+    /// The test CA and the nodes' certificates, with [`ClusterOptions::tls`].
+    pki: Option<Arc<TestPki>>,
     // Fields drop in declaration order: the nodes (stopped in `drop`), then the runtime
     // (shut down with a deadline in `drop`), and only then the data directories.
     runtime: Option<Runtime>,
@@ -174,24 +177,22 @@ impl TestCluster {
         if let Some(n) = opts.snapshot_threshold {
             raft.snapshot_threshold = n;
         }
-        let auth = match &opts.auth {
-            Some(json) => Some(Arc::new(
-                cairn_auth::Users::from_json(json).context("the cluster's auth file")?,
-            )),
-            None => None,
-        };
-        // With `--auth`, the harness's own requests authenticate as a peer does.
-        let (http, poll) = if auth.is_some() {
-            (
-                HttpClient::with_cluster_secret(
-                    crate::http::REQUEST_TIMEOUT,
-                    &opts.cluster_secret,
-                )?,
-                HttpClient::with_cluster_secret(POLL_TIMEOUT, &opts.cluster_secret)?,
-            )
+        let pki = if opts.tls.any() {
+            Some(Arc::new(TestPki::new(&dir.path().join("tls"), opts.tls)?))
         } else {
-            (HttpClient::new()?, HttpClient::with_timeout(POLL_TIMEOUT)?)
+            None
         };
+        // With `--auth`, the harness's own requests authenticate as a user of its own.
+        let (auth, credentials) = match &opts.auth {
+            Some(json) => {
+                let (json, credentials) = crate::tls::with_harness_user(json)?;
+                let users =
+                    cairn_auth::Users::from_json(&json).context("the cluster's auth file")?;
+                (Some(Arc::new(users)), credentials)
+            }
+            None => (None, reqwest::header::HeaderMap::new()),
+        };
+        let (http, poll) = crate::tls::clients(pki.as_deref(), POLL_TIMEOUT, &credentials)?;
         let mut cluster = TestCluster {
             nodes: Vec::new(),
             secret: opts.cluster_secret.clone(),
@@ -200,6 +201,7 @@ impl TestCluster {
             auth,
             http,
             poll,
+            pki,
             runtime: Some(runtime),
             dir,
             _slot: slot,
@@ -226,7 +228,11 @@ impl TestCluster {
         }
         let urls: Vec<String> = bound
             .iter()
-            .map(|l| l.http.local_addr().map(|a| format!("http://{a}")))
+            .map(|l| {
+                l.http
+                    .local_addr()
+                    .map(|a| format!("{}://{a}", self.scheme()))
+            })
             .collect::<std::io::Result<_>>()
             .context("reading a listener's address")?;
         for (k, listeners) in bound.into_iter().enumerate() {
@@ -251,14 +257,38 @@ impl TestCluster {
         self.serve(id, listeners, join, expect)
     }
 
-    fn config(&self, id: u64, data_dir: &Path, join: Vec<String>) -> ServerConfig {
+    fn config(&self, id: u64, data_dir: &Path, join: Vec<String>) -> Result<ServerConfig> {
         let mut config = ServerConfig::new(id, data_dir);
         config.cluster_secret = Some(self.secret.clone());
         config.join = join;
         config.raft = self.raft.clone();
         (config.http_limits, config.raft_limits) = self.limits;
         config.auth = self.auth.clone();
-        config
+        if let Some(pki) = &self.pki {
+            config.http_tls = pki.http_tls(id)?;
+            config.node_tls = pki.node_tls(id)?;
+        }
+        Ok(config)
+    }
+
+    /// `"https"` when the nodes serve HTTPS ([`ClusterOptions::tls`]), else `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        match &self.pki {
+            Some(p) if p.options().https => "https",
+            _ => "http",
+        }
+    }
+
+    /// The test CA and the nodes' certificate files, when started with
+    /// [`ClusterOptions::tls`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_deref()
+    }
+
+    /// The runtime the nodes run on, for a test that serves a node of its own beside them
+    /// (`cairn_server::serve`) or makes async calls.
+    pub fn runtime(&self) -> &Runtime {
+        self.rt()
     }
 
     /// Serves a node on the cluster's runtime until the harness stops it.
@@ -278,7 +308,7 @@ impl TestCluster {
         expect: Option<usize>,
     ) -> Result<()> {
         let data_dir = self.dir.path().join(format!("node-{id}")).join("data");
-        let mut config = self.config(id, &data_dir, join);
+        let mut config = self.config(id, &data_dir, join)?;
         config.bootstrap_expect = expect;
         let handle = self
             .launch(listeners, config)
@@ -403,7 +433,7 @@ impl TestCluster {
         }
         let (id, http, raft, data_dir) = (n.id, n.http_addr, n.raft_addr, n.data_dir.clone());
         let listeners = self.bind(&http.to_string(), &raft.to_string())?;
-        let config = self.config(id, &data_dir, Vec::new());
+        let config = self.config(id, &data_dir, Vec::new())?;
         let handle = self
             .launch(listeners, config)
             .with_context(|| format!("restarting node {id}"))?;
@@ -420,7 +450,7 @@ impl Cluster for TestCluster {
     }
 
     fn base(&self, i: usize) -> Result<String> {
-        Ok(format!("http://{}", self.member(i)?.http_addr))
+        Ok(format!("{}://{}", self.scheme(), self.member(i)?.http_addr))
     }
 
     fn http(&self) -> &HttpClient {

@@ -38,6 +38,7 @@ mod ports;
 mod process_cluster;
 mod proxy;
 mod replicas;
+mod tls;
 mod wait;
 mod workload;
 
@@ -64,6 +65,7 @@ pub use replicas::{
     assert_replicas_identical, check_replicas_identical, replica_contents, ReplicaContents,
     REPLICA_TIMEOUT,
 };
+pub use tls::{TestPki, TlsOptions, HARNESS_USER};
 pub use wait::{try_wait_for, wait_for, wait_until, POLL_INTERVAL};
 pub use workload::{
     check_bank, create_tables, BankCheck, RunUntil, Workload, WorkloadOptions, CREATE_ACCOUNTS,

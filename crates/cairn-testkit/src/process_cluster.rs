@@ -12,11 +12,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use cairn_launch::{LaunchOptions, Layout, LocalCluster, NodeProcess, Ports, RaftAddrs, RaftHook};
+use cairn_launch::{
+    LaunchOptions, LaunchTls, Layout, LocalCluster, NodeProcess, Ports, RaftAddrs, RaftHook,
+};
 
 use crate::client::Cluster;
 use crate::http::HttpClient;
 use crate::proxy::ProxyNet;
+use crate::tls::{TestPki, TlsOptions};
 use crate::wait::try_wait_for;
 use crate::{START_TIMEOUT, STOP_TIMEOUT};
 
@@ -48,10 +51,15 @@ pub struct ClusterOptions {
     /// `127.0.0.{10+k}` and advertises its proxy's address there. Default `false`: Raft
     /// listens on `127.0.0.1` with no proxy.
     pub raft_proxies: bool,
+    /// TLS on every node, from certificates the harness generates in the cluster
+    /// directory (`tls/`, see [`TestPki`]); the harness's clients trust its CA. Default:
+    /// none.
+    pub tls: TlsOptions,
     /// An auth file's JSON (rqlite's format, see `cairn_auth`): every node starts with it
-    /// as `--auth`, and the harness's own requests (polls, waits, [`Cluster::http`]
-    /// calls) carry the cluster secret, which lets them do anything. Tests of permissions
-    /// use their own clients ([`HttpClient::as_user`]). Default `None`: no auth.
+    /// as `--auth`. The harness adds a user of its own with every permission
+    /// ([`HARNESS_USER`](crate::HARNESS_USER)), and its requests (polls, waits,
+    /// [`Cluster::http`] calls) authenticate as it. Tests of permissions use their own
+    /// clients ([`HttpClient::as_user`]). Default `None`: no auth.
     ///
     /// [`Cluster::http`]: crate::Cluster::http
     /// [`HttpClient::as_user`]: crate::HttpClient::as_user
@@ -66,6 +74,7 @@ impl Default for ClusterOptions {
             snapshot_threshold: None,
             cluster_secret: "test-secret".to_string(),
             raft_proxies: false,
+            tls: TlsOptions::default(),
             auth: None,
         }
     }
@@ -147,6 +156,8 @@ pub struct ProcessCluster {
     /// The nodes' Raft proxies, when started with [`ClusterOptions::raft_proxies`]. Dropped
     /// after the nodes are killed.
     proxies: Option<Arc<ProxyNet>>,
+    /// The test CA and the nodes' certificates, with [`ClusterOptions::tls`].
+    pki: Option<Arc<TestPki>>,
     dir: TempDir,
     _serial: MutexGuard<'static, ()>,
 }
@@ -184,6 +195,21 @@ impl ProcessCluster {
         } else {
             None
         };
+        let pki = if opts.tls.any() {
+            Some(Arc::new(TestPki::new(&dir.path().join("tls"), opts.tls)?))
+        } else {
+            None
+        };
+        let credentials = match &opts.auth {
+            Some(json) => {
+                let (json, credentials) = crate::tls::with_harness_user(json)?;
+                let path = dir.path().join("auth.json");
+                std::fs::write(&path, json).context("writing the auth file")?;
+                extra_args.extend(["--auth".to_string(), path.display().to_string()]);
+                credentials
+            }
+            None => reqwest::header::HeaderMap::new(),
+        };
         let launch = LaunchOptions {
             nodes: opts.nodes,
             formation: opts.formation,
@@ -194,13 +220,22 @@ impl ProcessCluster {
             start_timeout: START_TIMEOUT,
             stop_on_drop: None,
             raft_addrs: proxies.clone().map(proxy_hook),
+            node_args: pki.clone().map(|pki| -> cairn_launch::NodeArgs {
+                Box::new(move |id| pki.flags(id).map_err(|e| format!("{e:#}")))
+            }),
+            https: pki.as_ref().filter(|_| opts.tls.https).map(|p| LaunchTls {
+                ca: p.ca_path(),
+                identity: p.harness_identity(),
+            }),
         };
         let nodes = LocalCluster::new(bin.as_ref(), dir.path(), launch)?;
+        let (http, poll) = crate::tls::clients(pki.as_deref(), POLL_TIMEOUT, &credentials)?;
         let mut cluster = ProcessCluster {
             nodes,
             secret: opts.cluster_secret.clone(),
-            http: HttpClient::new()?,
-            poll: HttpClient::with_timeout(POLL_TIMEOUT)?,
+            http,
+            poll,
+            pki,
             proxies,
             dir,
             _serial: serial,
@@ -262,6 +297,12 @@ impl ProcessCluster {
     /// (`node-<id>/`, with `data/` and the logs). Deleted when the cluster is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The test CA and the nodes' certificate files, when started with
+    /// [`ClusterOptions::tls`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_deref()
     }
 
     /// The fault-injecting proxies in front of the nodes' Raft listeners, when the cluster

@@ -59,6 +59,37 @@ pub struct StartArgs {
     /// Minimum election timeout in milliseconds (the maximum is twice this).
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
+    /// Serve the HTTP API over HTTPS with this certificate chain (PEM, leaf first); needs
+    /// --http-key. Every node of a cluster serves HTTPS or none does. Reloaded when the
+    /// file changes.
+    #[arg(long, env = "CAIRN_HTTP_CERT", help_heading = "TLS")]
+    pub http_cert: Option<PathBuf>,
+    /// The private key of --http-cert (PEM: PKCS#8, RSA or EC). Reloaded when it changes.
+    #[arg(long, env = "CAIRN_HTTP_KEY", help_heading = "TLS")]
+    pub http_key: Option<PathBuf>,
+    /// The CA of the HTTPS port (PEM): clients are checked against it with
+    /// --http-verify-client, and this node trusts it when it calls a peer's HTTPS API
+    /// (--join https://...). Needs --http-cert.
+    #[arg(long, env = "CAIRN_HTTP_CA_CERT", help_heading = "TLS")]
+    pub http_ca_cert: Option<PathBuf>,
+    /// Require HTTPS clients to present a certificate signed by --http-ca-cert; others fail
+    /// the TLS handshake. Nodes calling each other's API present their --node-cert, so it
+    /// must then be signed by that CA too.
+    #[arg(long, env = "CAIRN_HTTP_VERIFY_CLIENT", help_heading = "TLS")]
+    pub http_verify_client: bool,
+    /// Mutual TLS between nodes: this node's certificate (PEM), presented on the raft port
+    /// and to peers; it must name the raft address (an IP or DNS SAN) and allow server and
+    /// client use. Needs --node-key and --node-ca-cert; every node of a cluster has them
+    /// or none does. Reloaded when the file changes.
+    #[arg(long, env = "CAIRN_NODE_CERT", help_heading = "TLS")]
+    pub node_cert: Option<PathBuf>,
+    /// The private key of --node-cert (PEM). Reloaded when it changes.
+    #[arg(long, env = "CAIRN_NODE_KEY", help_heading = "TLS")]
+    pub node_key: Option<PathBuf>,
+    /// The node CA (PEM): a peer must present a certificate it signed, or its connection
+    /// fails the TLS handshake (always mutual). Reloaded when it changes.
+    #[arg(long, env = "CAIRN_NODE_CA_CERT", help_heading = "TLS")]
+    pub node_ca_cert: Option<PathBuf>,
     /// A TOML file with any of the settings above.
     #[arg(long, env = "CAIRN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -82,6 +113,13 @@ struct FileConfig {
     snapshot_threshold: Option<u64>,
     heartbeat_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
+    http_cert: Option<PathBuf>,
+    http_key: Option<PathBuf>,
+    http_ca_cert: Option<PathBuf>,
+    http_verify_client: Option<bool>,
+    node_cert: Option<PathBuf>,
+    node_key: Option<PathBuf>,
+    node_ca_cert: Option<PathBuf>,
 }
 
 pub use cairn_launch::NodeIdentity;
@@ -101,6 +139,8 @@ pub struct Settings {
     /// The auth file, if any.
     pub auth: Option<PathBuf>,
     pub raft: cairn_node::RaftSettings,
+    pub http_tls: Option<cairn_tls::HttpTls>,
+    pub node_tls: Option<cairn_tls::NodeTls>,
 }
 
 impl StartArgs {
@@ -163,6 +203,17 @@ impl StartArgs {
             (None, Some(path)) => Some(read_secret(&path)?),
             (None, None) => None,
         };
+        let http_tls = http_tls(
+            self.http_cert.or(file.http_cert),
+            self.http_key.or(file.http_key),
+            self.http_ca_cert.or(file.http_ca_cert),
+            self.http_verify_client || file.http_verify_client.unwrap_or(false),
+        )?;
+        let node_tls = node_tls(
+            self.node_cert.or(file.node_cert),
+            self.node_key.or(file.node_key),
+            self.node_ca_cert.or(file.node_ca_cert),
+        )?;
         Ok(Settings {
             node_id,
             http_addr: self
@@ -183,6 +234,8 @@ impl StartArgs {
             cluster_secret,
             auth: self.auth.or(file.auth),
             raft,
+            http_tls,
+            node_tls,
         })
     }
 }
@@ -199,6 +252,68 @@ fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
         bail!("the cluster secret file {} is empty", path.display());
     }
     Ok(secret.to_string())
+}
+
+/// The HTTPS settings, when --http-cert and --http-key are both given.
+///
+/// # Errors
+/// One of the pair without the other; --http-ca-cert or --http-verify-client without
+/// them; --http-verify-client without --http-ca-cert.
+fn http_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    verify_client: bool,
+) -> anyhow::Result<Option<cairn_tls::HttpTls>> {
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => bail!("--http-cert needs --http-key"),
+        (None, Some(_)) => bail!("--http-key needs --http-cert"),
+        (None, None) => {
+            if client_ca.is_some() || verify_client {
+                bail!("--http-ca-cert and --http-verify-client need --http-cert and --http-key");
+            }
+            return Ok(None);
+        }
+    };
+    if verify_client && client_ca.is_none() {
+        bail!("--http-verify-client needs --http-ca-cert, the CA that signs client certificates");
+    }
+    Ok(Some(cairn_tls::HttpTls {
+        cert,
+        key,
+        client_ca,
+        verify_client,
+    }))
+}
+
+/// The node mutual-TLS settings: all three files or none.
+///
+/// # Errors
+/// Some of --node-cert, --node-key, --node-ca-cert without the others.
+fn node_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> anyhow::Result<Option<cairn_tls::NodeTls>> {
+    match (cert, key, ca) {
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(cairn_tls::NodeTls { cert, key, ca })),
+        (None, None, None) => Ok(None),
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                (cert.is_none(), "--node-cert"),
+                (key.is_none(), "--node-key"),
+                (ca.is_none(), "--node-ca-cert"),
+            ]
+            .into_iter()
+            .filter_map(|(m, name)| m.then_some(name))
+            .collect();
+            bail!(
+                "node TLS needs --node-cert, --node-key and --node-ca-cert together; missing {}",
+                missing.join(", ")
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +388,91 @@ mod tests {
         std::fs::write(&file, " \n").expect("write secret");
         let empty = args(None, Some(file)).settings();
         assert!(format!("{:#}", empty.expect_err("empty")).contains("empty"));
+    }
+
+    #[test]
+    fn tls_flags_come_in_sets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = || StartArgs {
+            node_id: Some(1),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..StartArgs::default()
+        };
+        let p = |s: &str| Some(PathBuf::from(s));
+        let err = |args: StartArgs| match args.settings() {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err(StartArgs {
+            http_cert: p("c.pem"),
+            ..base()
+        })
+        .contains("--http-key"));
+        assert!(err(StartArgs {
+            http_cert: p("c.pem"),
+            http_key: p("k.pem"),
+            http_verify_client: true,
+            ..base()
+        })
+        .contains("--http-ca-cert"));
+        assert!(err(StartArgs {
+            http_ca_cert: p("ca.pem"),
+            ..base()
+        })
+        .contains("--http-cert"));
+        let e = err(StartArgs {
+            node_cert: p("n.pem"),
+            ..base()
+        });
+        assert!(
+            e.contains("--node-key") && e.contains("--node-ca-cert"),
+            "{e}"
+        );
+        let s = StartArgs {
+            http_cert: p("c.pem"),
+            http_key: p("k.pem"),
+            http_ca_cert: p("ca.pem"),
+            http_verify_client: true,
+            node_cert: p("n.pem"),
+            node_key: p("nk.pem"),
+            node_ca_cert: p("nca.pem"),
+            ..base()
+        }
+        .settings()
+        .expect("complete sets");
+        assert_eq!(
+            s.http_tls.map(|t| (t.verify_client, t.client_ca)),
+            Some((true, p("ca.pem")))
+        );
+        assert_eq!(s.node_tls.map(|t| t.ca), p("nca.pem"));
+        assert!(base().settings().expect("no TLS").http_tls.is_none());
+    }
+
+    #[test]
+    fn tls_settings_from_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("cairn.toml");
+        std::fs::write(
+            &cfg,
+            "node_id = 2\nhttp_cert = \"h.pem\"\nhttp_key = \"h.key\"\nhttp_ca_cert = \"ca.pem\"\nhttp_verify_client = true\nnode_cert = \"n.pem\"\nnode_key = \"n.key\"\nnode_ca_cert = \"ca.pem\"\n",
+        )
+        .expect("write config");
+        let s = StartArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            http_cert: Some(PathBuf::from("flag.pem")),
+            config: Some(cfg),
+            ..StartArgs::default()
+        }
+        .settings()
+        .expect("settings");
+        let http = s.http_tls.expect("https");
+        assert_eq!(
+            http.cert,
+            PathBuf::from("flag.pem"),
+            "flags win over the file"
+        );
+        assert!(http.verify_client);
+        assert_eq!(s.node_tls.map(|t| t.key), Some(PathBuf::from("n.key")));
     }
 
     #[test]

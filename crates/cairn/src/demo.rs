@@ -1,10 +1,11 @@
 //! `cairn demo`: a local cluster of real `cairn start` processes on 127.0.0.1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use cairn_launch::{Formation, LaunchOptions, LocalCluster, Ports};
+use cairn_launch::{Formation, LaunchOptions, LaunchTls, LocalCluster, Ports};
+use cairn_tls::pki::{self, PkiFiles};
 use clap::Args;
 
 use crate::start::shutdown_signal;
@@ -27,6 +28,11 @@ pub struct DemoArgs {
     /// Keep the nodes' data here (reused on the next run); a temporary directory otherwise.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// HTTPS on every node's API and mutual TLS between the nodes, with a throw-away CA and
+    /// certificate generated under the data directory (`tls/`; kept and reused with
+    /// --data-dir).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs the demo cluster until SIGINT/SIGTERM.
@@ -63,11 +69,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let exe = std::env::current_exe().context("locating the cairn binary")?;
-    let opts = LaunchOptions {
+    let mut opts = LaunchOptions {
         ports: Ports::Base(args.base_port),
         stop_on_drop: Some(STOP_GRACE),
         start_timeout: START_TIMEOUT,
         ..LaunchOptions::new(usize::from(args.nodes), Formation::BootstrapExpect, secret)
+    };
+    let ca = if args.tls {
+        let files = demo_pki(&root.join("tls"))?;
+        opts.extra_args = tls_flags(&files);
+        opts.https = Some(LaunchTls {
+            ca: files.ca.clone(),
+            identity: None,
+        });
+        Some(files.ca)
+    } else {
+        None
+    };
+    let (scheme, curl) = match &ca {
+        Some(ca) => ("https", format!("curl --cacert {}", ca.display())),
+        None => ("http", "curl".to_string()),
     };
     println!("Starting {} nodes, data in {}", args.nodes, root.display());
     let launch_root = root.clone();
@@ -102,7 +123,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map(|a| a.to_string())
             .unwrap_or_default();
         println!(
-            "node {}  http://{http_addr}  raft {raft_addr}  {state}",
+            "node {}  {scheme}://{http_addr}  raft {raft_addr}  {state}",
             i + 1
         );
     }
@@ -118,11 +139,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("Try:");
     println!(
-        "  curl -XPOST 'http://{first}/db/execute?pretty&timings' -H 'Content-Type: application/json' \\\n    -d '[\"CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)\", [\"INSERT INTO foo(name) VALUES(?)\", \"fiona\"]]'"
+        "  {curl} -XPOST '{scheme}://{first}/db/execute?pretty&timings' -H 'Content-Type: application/json' \\\n    -d '[\"CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)\", [\"INSERT INTO foo(name) VALUES(?)\", \"fiona\"]]'"
     );
-    println!("  curl -G 'http://{second}/db/query?pretty&level=linearizable' --data-urlencode 'q=SELECT * FROM foo'");
-    println!("  curl 'http://{first}/nodes?pretty'");
-    println!("  curl 'http://{first}/status?pretty'");
+    println!("  {curl} -G '{scheme}://{second}/db/query?pretty&level=linearizable' --data-urlencode 'q=SELECT * FROM foo'");
+    println!("  {curl} '{scheme}://{first}/nodes?pretty'");
+    println!("  {curl} '{scheme}://{first}/status?pretty'");
     tokio::select! {
         _ = shutdown_signal() => {}
         _ = watch_children(&cluster) => {}
@@ -131,6 +152,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Stopping waits for the nodes to exit (SIGTERM, then SIGKILL after the grace).
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())
+}
+
+/// The demo's CA and node certificate in `dir`: the ones a previous run left there, else
+/// new ones (one CA for both ports; one certificate for every node, naming 127.0.0.1, ::1
+/// and localhost).
+fn demo_pki(dir: &Path) -> anyhow::Result<PkiFiles> {
+    let kept = PkiFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("node.pem"),
+        key: dir.join("node.key"),
+    };
+    if kept.ca.exists() && kept.cert.exists() && kept.key.exists() {
+        return Ok(kept);
+    }
+    pki::write_node_pki(dir, &pki::LOOPBACK_NAMES)
+        .with_context(|| format!("generating the demo's certificates in {}", dir.display()))
+}
+
+/// `cairn start` flags for HTTPS and node mutual TLS with `files`.
+fn tls_flags(files: &PkiFiles) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    [
+        ("--http-cert", &files.cert),
+        ("--http-key", &files.key),
+        ("--http-ca-cert", &files.ca),
+        ("--node-cert", &files.cert),
+        ("--node-key", &files.key),
+        ("--node-ca-cert", &files.ca),
+    ]
+    .into_iter()
+    .flat_map(|(flag, p)| [flag.to_string(), path(p)])
+    .collect()
 }
 
 /// Reports nodes that exit on their own (e.g. killed to try a failover); never returns.

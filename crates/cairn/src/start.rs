@@ -41,6 +41,8 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         http_limits: cairn_server::PUBLIC_LIMITS,
         raft_limits: cairn_server::RAFT_LIMITS,
         auth,
+        http_tls: s.http_tls.clone(),
+        node_tls: s.node_tls.clone(),
     };
     let handle = cairn_server::serve(listeners, config, shutdown_signal()).await?;
     let written = NodeIdentity {

@@ -1,18 +1,25 @@
 //! An unmodified rqlite client library (pyrqlite, from PyPI) works against Cairn: it
-//! creates a table, writes with bound parameters and reads back through a follower.
+//! creates a table, writes with bound parameters and reads back through a follower, over
+//! plain HTTP and over HTTPS with the cluster's CA.
 //! Needs `python3` with `pyrqlite` installed (`pip install pyrqlite`; `.ci/run` does it).
 
+use std::path::Path;
 use std::process::Command;
 
-use cairn_testkit::{Cluster, ProcessCluster};
+use cairn_testkit::{Cluster, ClusterOptions, ProcessCluster, TlsOptions};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
+/// Reads its connection settings as JSON from argv[1]: `port`, `scheme`, `cafile` (the CA
+/// to trust over HTTPS), `user`, `password` (`null` when not used).
 const SCRIPT: &str = r#"
-import json, sys
+import json, ssl, sys
 import pyrqlite.dbapi2 as dbapi2
-conn = dbapi2.connect(host='127.0.0.1', port=int(sys.argv[1]))
+args = json.loads(sys.argv[1])
+ctx = ssl.create_default_context(cafile=args['cafile']) if args['cafile'] else None
+conn = dbapi2.connect(scheme=args['scheme'], host='127.0.0.1', port=args['port'],
+                      ssl_context=ctx, user=args['user'], password=args['password'])
 out = {}
 with conn.cursor() as c:
     c.execute('CREATE TABLE foo (id integer not null primary key, name text, ok boolean)')
@@ -29,15 +36,31 @@ with conn.cursor() as c:
 print(json.dumps(out))
 "#;
 
-#[test]
-fn pyrqlite_works_unchanged_through_a_follower() {
-    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
-    let f = c.followers().expect("followers")[0];
-    let port = c.http_addr(f).port().to_string();
+/// How pyrqlite connects to a node.
+struct Target<'a> {
+    port: u16,
+    /// The CA to trust: HTTPS when given, plain HTTP otherwise.
+    ca: Option<&'a Path>,
+    /// HTTP Basic credentials, for clusters that authenticate users.
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+}
+
+/// Runs [`SCRIPT`] against `target` and checks what it saw.
+fn run_pyrqlite(target: &Target<'_>) {
+    let args = json!({
+        "port": target.port,
+        "scheme": if target.ca.is_some() { "https" } else { "http" },
+        "cafile": target.ca.map(|p| p.display().to_string()),
+        "user": target.user,
+        "password": target.password,
+    });
     let out = Command::new("python3")
-        .args(["-c", SCRIPT, &port])
+        .args(["-c", SCRIPT, &args.to_string()])
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
         .output()
         .expect("python3 runs (install python3 and `pip install pyrqlite`)");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -54,4 +77,41 @@ fn pyrqlite_works_unchanged_through_a_follower() {
             .is_some_and(|e| e.contains("no such table: missing")),
         "a SQL error reaches the client: {v}"
     );
+}
+
+#[test]
+fn pyrqlite_works_unchanged_through_a_follower() {
+    let c = ProcessCluster::start(BIN, 3).expect("a 3-node cluster starts");
+    let f = c.followers().expect("followers")[0];
+    run_pyrqlite(&Target {
+        port: c.http_addr(f).port(),
+        ca: None,
+        user: None,
+        password: None,
+    });
+}
+
+#[test]
+fn pyrqlite_works_over_https_with_the_cluster_ca() {
+    let c = ProcessCluster::start_with(
+        BIN,
+        ClusterOptions {
+            nodes: 3,
+            tls: TlsOptions {
+                https: true,
+                node_mtls: true,
+                ..TlsOptions::default()
+            },
+            ..ClusterOptions::default()
+        },
+    )
+    .expect("a 3-node TLS cluster starts");
+    let f = c.followers().expect("followers")[0];
+    let ca = c.pki().expect("the cluster's PKI").ca_path();
+    run_pyrqlite(&Target {
+        port: c.http_addr(f).port(),
+        ca: Some(&ca),
+        user: None,
+        password: None,
+    });
 }

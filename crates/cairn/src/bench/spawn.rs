@@ -19,7 +19,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The processes of a spawned cluster.
 enum Nodes {
     /// `cairn start` processes, launched and supervised by [`LocalCluster`].
-    Cairn(LocalCluster),
+    Cairn(Box<LocalCluster>),
     /// etcd members.
     Etcd(Vec<NodeProcess>),
 }
@@ -114,7 +114,7 @@ pub(super) async fn spawn_cairn(n: u16) -> anyhow::Result<Spawned> {
         .context("starting the Cairn cluster")?;
     Ok(Spawned {
         urls: cluster.urls(),
-        nodes: Nodes::Cairn(cluster),
+        nodes: Nodes::Cairn(Box::new(cluster)),
         _dir: dir,
     })
 }
