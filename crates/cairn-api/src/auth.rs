@@ -11,16 +11,23 @@
 //! middleware left in the request's extensions.
 //!
 //! A request carrying the cluster secret (peers joining, polling `/status` and `/readyz`)
-//! is [`Identity::cluster`]: the secret already lets its holder do anything through the
-//! node-to-node port.
+//! is [`Identity::cluster`], which may do only that on the public port.
+//!
+//! With `--auth`, browsers are refused cross-site requests (`Sec-Fetch-Site` other than
+//! `same-origin`/`none`, or an `Origin` that is not the node itself): a browser that cached
+//! a user's Basic credentials would otherwise send them along with a form or an image
+//! another site plants (`GET /dropdb?name=..` is a seed route), which is cross-site request
+//! forgery. Clients other than browsers send neither header.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cairn_auth::{AuthError, Credentials, Identity, Perm, Users};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
@@ -33,12 +40,23 @@ use crate::ErrorCode;
 /// of taking every core and gigabytes. Right passwords are verified once, then cached.
 const ARGON2_AT_ONCE: usize = 2;
 
+/// How long a login waits for one of the [`ARGON2_AT_ONCE`] slots before it is answered
+/// 503 `unavailable` (retry): a flood of wrong passwords is turned away instead of queueing
+/// without bound in front of everyone else's.
+const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
 /// The access policy of one node's public API.
 #[derive(Clone)]
 pub struct Access {
     users: Option<Arc<Users>>,
-    cluster_secret: Arc<str>,
+    /// SHA-256 of the cluster secret: compared digest to digest, in constant time and
+    /// whatever the lengths.
+    secret_digest: [u8; 32],
     argon2: Arc<Semaphore>,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 impl std::fmt::Debug for Access {
@@ -54,17 +72,27 @@ impl Access {
     pub fn open() -> Access {
         Access {
             users: None,
-            cluster_secret: Arc::from(""),
+            secret_digest: [0; 32],
             argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
         }
     }
 
     /// Only `users` (and peers presenting `cluster_secret`) get in, each as far as their
     /// permissions go.
+    ///
+    /// # Panics
+    /// Never; an empty `cluster_secret` (which [`cairn_server`] refuses anyway) lets no
+    /// peer in.
     pub fn users(users: Arc<Users>, cluster_secret: &str) -> Access {
+        let secret_digest = if cluster_secret.is_empty() {
+            // No input hashes to this by chance: peers are simply never recognised.
+            rand::random()
+        } else {
+            sha256(cluster_secret.as_bytes())
+        };
         Access {
             users: Some(users),
-            cluster_secret: Arc::from(cluster_secret),
+            secret_digest,
             argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
         }
     }
@@ -81,11 +109,10 @@ impl Access {
     /// malformed or wrong credentials, or none where `*` is not a user.
     pub async fn identify(&self, headers: &header::HeaderMap) -> Result<Identity, ApiError> {
         let Some(users) = &self.users else {
-            return Ok(Identity::cluster());
+            return Ok(open().clone());
         };
         if let Some(given) = headers.get(cairn_node::SECRET_HEADER) {
-            let ok = !self.cluster_secret.is_empty()
-                && bool::from(given.as_bytes().ct_eq(self.cluster_secret.as_bytes()));
+            let ok = bool::from(sha256(given.as_bytes()).ct_eq(&self.secret_digest));
             return if ok {
                 Ok(Identity::cluster())
             } else {
@@ -102,17 +129,33 @@ impl Access {
         if let Some(outcome) = users.authenticate_fast(&creds) {
             return outcome.map_err(unauthorized);
         }
-        let _permit = self
-            .argon2
-            .acquire()
+        let busy = || {
+            ApiError::of(
+                ErrorCode::Unavailable,
+                "too many logins are being verified; retry in a moment",
+            )
+        };
+        let permit = tokio::time::timeout(ARGON2_QUEUE_WAIT, self.argon2.clone().acquire_owned())
             .await
-            .map_err(|_| ApiError::of(ErrorCode::Internal, "the node is shutting down"))?;
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         let users = users.clone();
-        tokio::task::spawn_blocking(move || users.authenticate(&creds))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(unauthorized)
+        // The permit moves into the blocking task: a client that disconnects drops this
+        // future, but the slot stays taken until argon2 has finished.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            users.authenticate(&creds)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(unauthorized)
     }
+}
+
+/// The identity of every request on a node without `--auth`.
+fn open() -> &'static Identity {
+    static OPEN: OnceLock<Identity> = OnceLock::new();
+    OPEN.get_or_init(Identity::open)
 }
 
 fn unauthorized(e: AuthError) -> ApiError {
@@ -291,10 +334,14 @@ fn denied(who: &Identity, perm: Perm, db: Option<&str>) -> ApiError {
 /// request's head tells, and leaves the [`Identity`] in the extensions for handlers.
 /// Without `--auth` it changes nothing.
 pub async fn authorize(State(access): State<Access>, request: Request, next: Next) -> Response {
-    if !access.is_enabled() {
-        return next.run(request).await;
-    }
     let (mut parts, body) = request.into_parts();
+    if !access.is_enabled() {
+        parts.extensions.insert(open().clone());
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    if let Err(e) = same_origin(&parts.headers) {
+        return e.into_response();
+    }
     let who = match access.identify(&parts.headers).await {
         Ok(who) => who,
         Err(e) => return e.into_response(),
@@ -303,14 +350,56 @@ pub async fn authorize(State(access): State<Access>, request: Request, next: Nex
         .extensions
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    // An unknown route or method needs no permission: the answer is 404 or 405.
-    if let Some(need) = route.and_then(|r| rule(&parts.method, &r)) {
-        if let Err(e) = check_need(&who, need, &mut parts).await {
-            return e.into_response();
+    if let Some(route) = route {
+        match rule(&parts.method, &route) {
+            Some(need) => {
+                if let Err(e) = check_need(&who, need, &mut parts).await {
+                    return e.into_response();
+                }
+            }
+            // Another method of a known route: the answer is 405.
+            None if RULES.iter().any(|(_, r, _)| *r == route) => {}
+            // A route served without a rule: fail closed.
+            None => {
+                return ApiError::of(
+                    ErrorCode::Internal,
+                    format!("{route} has no permission rule"),
+                )
+                .into_response()
+            }
         }
     }
+    // No matched route: the answer is 404 and no handler runs.
     parts.extensions.insert(who);
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Refuses what a browser sends on another site's behalf (see the module docs).
+fn same_origin(headers: &header::HeaderMap) -> Result<(), ApiError> {
+    let cross = |what: String| {
+        ApiError::of(
+            ErrorCode::Forbidden,
+            format!("cross-site browser requests are refused while --auth is on ({what})"),
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("?");
+        if !matches!(site, "same-origin" | "none") {
+            return Err(cross(format!("Sec-Fetch-Site: {site}")));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("?");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err(cross(format!("Origin: {origin}")));
+        }
+    }
+    Ok(())
 }
 
 async fn check_need(

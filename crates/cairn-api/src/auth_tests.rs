@@ -163,14 +163,44 @@ async fn every_route_refuses_whoever_lacks_its_permission_and_changes_nothing() 
 
         let (a, _) = send(&access, method, route, &[("authorization", &holder)]).await;
         let_through(&case("holder"), &a);
-        let (a, _) = send(
+        if method == "GET" {
+            let (a, c) = send(&access, "HEAD", route, &[]).await;
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{}",
+                case("HEAD, anonymous")
+            );
+            assert!(c.is_empty(), "{}: {c:?}", case("HEAD, anonymous"));
+            let (a, c) = send(&access, "HEAD", route, &[("authorization", &lacking)]).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", case("HEAD, lacking"));
+            assert!(c.is_empty(), "{}: {c:?}", case("HEAD, lacking"));
+            checked += 2;
+        }
+        // The cluster secret opens what peers need on the public port, nothing more.
+        let (a, c) = send(
             &access,
             method,
             route,
             &[(cairn_node::SECRET_HEADER, SECRET)],
         )
         .await;
-        let_through(&case("the cluster secret"), &a);
+        let peer_route = need.scope == Scope::Node
+            && need
+                .perms
+                .iter()
+                .all(|p| matches!(p, Perm::Status | Perm::Ready | Perm::Join));
+        if peer_route {
+            let_through(&case("the cluster secret"), &a);
+        } else {
+            refused(
+                &case("the cluster secret"),
+                &a,
+                &c,
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+            );
+        }
         checked += 7;
 
         let per_db = need.perms.iter().all(|p| p.is_per_database());
@@ -186,9 +216,19 @@ async fn every_route_refuses_whoever_lacks_its_permission_and_changes_nothing() 
                     "permission_denied",
                 );
                 let school = basic("school_only", "pw");
-                let (a, _) = send(&access, method, route, &[("authorization", &school)]).await;
+                let (a, calls) = send(&access, method, route, &[("authorization", &school)]).await;
                 let_through(&case("a user of this database"), &a);
-                checked += 2;
+                only_on_school(&case("a user of this database"), &calls);
+                // The database named in one place and another elsewhere: whichever the
+                // handler acts on, it must be one the user holds.
+                for split in [Split::QueryOther, Split::BodyOther] {
+                    let (_, calls) = send_split(&access, method, route, split, &school).await;
+                    only_on_school(
+                        &case(&format!("a user of this database, {split:?}")),
+                        &calls,
+                    );
+                }
+                checked += 4;
             }
             Scope::AnyDb => {
                 let elsewhere = basic("elsewhere", "pw");
@@ -200,6 +240,89 @@ async fn every_route_refuses_whoever_lacks_its_permission_and_changes_nothing() 
         }
     }
     assert!(checked > 350, "{checked} cases");
+}
+
+/// Where `send_split` names database `other` instead of `school`.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// `db=other&name=other` in the query (and `other` in the path), `school` in the body.
+    QueryOther,
+    /// `school` in the query and the path, `other` in every body field.
+    BodyOther,
+}
+
+async fn send_split(
+    access: &Access,
+    method: &str,
+    route: &str,
+    split: Split,
+    authorization: &str,
+) -> (Answer, Vec<String>) {
+    let (uri, body) = request_for(method, route);
+    let (uri, body) = match split {
+        Split::QueryOther => (uri.replace("school", "other"), body),
+        Split::BodyOther => (uri, body.replace("school", "other")),
+    };
+    let fake = Arc::new(leader());
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", authorization),
+    ];
+    let answer = call_as(fake.clone(), access.clone(), method, &uri, &body, &headers).await;
+    let calls = fake.calls();
+    (answer, calls)
+}
+
+/// Every call the fake node recorded names database `school` (calls name their database
+/// right after the operation: `execute school [...]`).
+fn only_on_school(what: &str, calls: &[String]) {
+    for call in calls {
+        let db = call.split_whitespace().nth(1).unwrap_or_default();
+        let names_db = !call.starts_with("join")
+            && !call.starts_with("remove")
+            && !call.starts_with("wait_queue");
+        assert!(
+            !names_db || db == "school",
+            "{what}: the node was asked {call:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cross_site_browser_requests_are_refused() {
+    let file = r#"[{"username": "admin", "password": "pw", "perms": ["all"]}]"#;
+    let access = Access::users(Arc::new(Users::from_json(file).expect("valid")), SECRET);
+    let admin = basic("admin", "pw");
+    for headers in [
+        vec![
+            ("authorization", admin.as_str()),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        vec![
+            ("authorization", admin.as_str()),
+            ("sec-fetch-site", "same-site"),
+        ],
+        vec![
+            ("authorization", admin.as_str()),
+            ("origin", "https://evil.example"),
+        ],
+    ] {
+        let (a, c) = send(&access, "GET", "/dropdb", &headers).await;
+        refused(
+            &format!("{headers:?}"),
+            &a,
+            &c,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+    }
+    let same = [
+        ("authorization", admin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let (a, c) = send(&access, "GET", "/dropdb", &same).await;
+    let_through("same-origin", &a);
+    assert_eq!(c, ["drop_database school"]);
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ pub struct Empty {}
 pub async fn status(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
     let mut status = state.service.status()?;
     // Only the API layer knows about `--auth`: the auth middleware identified the caller.
-    if flags.identity.is_some() {
+    if flags.identity.as_ref().is_some_and(|who| !who.is_open()) {
         status["http"]["auth"] = serde_json::Value::from("enabled");
     }
     Ok(flags.json(StatusCode::OK, &status))

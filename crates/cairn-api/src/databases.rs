@@ -61,9 +61,12 @@ pub struct Dropped {
 /// `GET /v1/databases`: `{"databases":[{"name","size_bytes"}]}` from this node's replica.
 #[utoipa::path(get, path = "/v1/databases", tag = "databases", responses((status = 200, description = "This replica's databases", body = DatabaseList)))]
 pub async fn list(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
-    let body = DatabaseList {
-        databases: database_infos(&state),
-    };
+    // A user granted some databases sees those only.
+    let mut databases = database_infos(&state);
+    if let Some(who) = &flags.identity {
+        databases.retain(|d| who.allows(cairn_auth::Perm::Query, Some(&d.name)));
+    }
+    let body = DatabaseList { databases };
     Ok(flags.json(StatusCode::OK, &body))
 }
 

@@ -53,7 +53,8 @@ pub struct Flags {
     /// Every decoded query-string pair, in order, flags included: the REST routes read
     /// their filters and options from it, the seed routes their fields.
     pub pairs: Vec<(String, String)>,
-    /// Who sent the request, as the auth middleware found (`None` without `--auth`).
+    /// Who sent the request, as the auth middleware found ([`cairn_auth::Identity::open`]
+    /// without `--auth`; `None` only outside the router).
     pub identity: Option<cairn_auth::Identity>,
 }
 
@@ -135,7 +136,12 @@ impl Flags {
     pub fn authorize(&self, perm: cairn_auth::Perm, db: &str) -> Result<(), ApiError> {
         match &self.identity {
             Some(who) => crate::auth::check(who, perm, Some(db)),
-            None => Ok(()),
+            // The middleware leaves an identity on every request it lets through, also
+            // without `--auth`: none means a route outside it, so fail closed.
+            None => Err(ApiError::of(
+                cairn_sql::ErrorCode::Internal,
+                "no identity: the route is not behind the auth middleware",
+            )),
         }
     }
 

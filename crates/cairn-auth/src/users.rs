@@ -20,10 +20,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::password::{hash_password, Stored};
+use crate::password::{Digester, Stored};
 use crate::perm::{Perm, PermSet};
 
 /// The username whose permissions every request has, credentials or not.
@@ -136,6 +135,7 @@ impl Grants {
 
 #[derive(Debug, Clone)]
 enum Who {
+    Open,
     Anonymous,
     User(Arc<str>),
     Cluster,
@@ -149,11 +149,25 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A peer node: it presented the cluster secret, which already lets it do anything
-    /// through the node-to-node port, so it holds every permission.
+    /// A peer node on the public port: it presented the cluster secret. It may do what
+    /// peers do there (join, read `/status`, `/readyz`) and nothing else, so that a secret
+    /// seen on the public side (a proxy's log) does not override every user's permissions.
     pub fn cluster() -> Identity {
         Identity {
             who: Who::Cluster,
+            grants: Arc::new(Grants {
+                global: [Perm::Status, Perm::Ready, Perm::Join]
+                    .into_iter()
+                    .collect(),
+                databases: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Every request on a node without `--auth`: every permission.
+    pub fn open() -> Identity {
+        Identity {
+            who: Who::Open,
             grants: Arc::new(Grants {
                 global: [Perm::All].into_iter().collect(),
                 databases: BTreeMap::new(),
@@ -161,10 +175,16 @@ impl Identity {
         }
     }
 
+    /// Whether this is [`Identity::open`]: the node runs without `--auth`.
+    pub fn is_open(&self) -> bool {
+        matches!(self.who, Who::Open)
+    }
+
     /// The name to show in errors and logs: the username, `*` for an anonymous request,
-    /// `cluster` for a peer node.
+    /// `cluster` for a peer node, `open` without `--auth`.
     pub fn name(&self) -> &str {
         match &self.who {
+            Who::Open => "open",
             Who::Anonymous => ANONYMOUS,
             Who::User(n) => n,
             Who::Cluster => "cluster",
@@ -221,9 +241,10 @@ pub struct Users {
     users: HashMap<String, User>,
     anonymous: Option<Arc<Grants>>,
     /// Verified for unknown usernames, so that they cost what a wrong password costs and
-    /// the time of an answer does not tell which usernames exist.
+    /// the time of an answer does not tell which usernames exist: of the kind and cost of
+    /// one of the file's own passwords (a hash if there is one).
     decoy: Stored,
-    cache_key: [u8; 32],
+    digester: Digester,
     cache: Mutex<HashMap<Arc<str>, [u8; 32]>>,
 }
 
@@ -266,9 +287,10 @@ impl Users {
         let Value::Array(entries) = value else {
             return Err(invalid("the file must be a JSON array of users"));
         };
+        let digester = Digester::new();
         let mut parsed: Vec<(String, Option<Stored>, Grants)> = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
-            parsed.push(parse_entry(i, entry)?);
+            parsed.push(parse_entry(i, entry, &digester)?);
         }
         let mut anonymous: Option<Grants> = None;
         let mut users = HashMap::new();
@@ -285,6 +307,14 @@ impl Users {
             let stored = stored.ok_or_else(|| invalid(format!("user {name:?} has no password")))?;
             users.insert(name.clone(), (stored, grants));
         }
+        // A hash in the file, if there is one, sets the decoy's kind and cost.
+        let decoy = users
+            .values()
+            .map(|(stored, _)| stored)
+            .find(|s| s.is_slow())
+            .or_else(|| users.values().map(|(stored, _)| stored).next())
+            .map(|s| s.decoy(&digester))
+            .unwrap_or_else(|| Stored::Plain(digester.digest(&[b"no users"])));
         let users = users
             .into_iter()
             .map(|(name, (stored, mut grants))| {
@@ -299,15 +329,11 @@ impl Users {
                 (name, user)
             })
             .collect();
-        let decoy = hash_password(&format!("{:x}", rand::random::<u128>()))
-            .ok()
-            .and_then(|phc| Stored::parse(&phc).ok())
-            .unwrap_or(Stored::Plain(String::new()));
         Ok(Users {
             users,
             anonymous: anonymous.map(Arc::new),
             decoy,
-            cache_key: rand::random(),
+            digester,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -340,9 +366,16 @@ impl Users {
     /// `None` means it takes an argon2 verification: call [`Users::authenticate`] on a
     /// blocking thread.
     pub fn authenticate_fast(&self, creds: &Credentials) -> Option<Result<Identity, AuthError>> {
-        let user = self.users.get(&creds.username)?;
+        let Some(user) = self.users.get(&creds.username) else {
+            if self.decoy.is_slow() {
+                return None;
+            }
+            self.decoy.verify(&creds.password, &self.digester);
+            return Some(Err(AuthError::Rejected));
+        };
         if !user.stored.is_slow() {
-            return Some(self.outcome(user, user.stored.verify(&creds.password)));
+            let ok = user.stored.verify(&creds.password, &self.digester);
+            return Some(self.outcome(user, ok));
         }
         let digest = self.digest(&creds.username, &creds.password);
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -362,10 +395,10 @@ impl Users {
             return outcome;
         }
         let Some(user) = self.users.get(&creds.username) else {
-            self.decoy.verify(&creds.password);
+            self.decoy.verify(&creds.password, &self.digester);
             return Err(AuthError::Rejected);
         };
-        let ok = user.stored.verify(&creds.password);
+        let ok = user.stored.verify(&creds.password, &self.digester);
         if ok {
             let digest = self.digest(&creds.username, &creds.password);
             self.cache
@@ -387,16 +420,16 @@ impl Users {
     }
 
     fn digest(&self, user: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.cache_key);
-        h.update((user.len() as u64).to_le_bytes());
-        h.update(user.as_bytes());
-        h.update(password.as_bytes());
-        h.finalize().into()
+        self.digester
+            .digest(&[user.as_bytes(), password.as_bytes()])
     }
 }
 
-fn parse_entry(i: usize, entry: &Value) -> Result<(String, Option<Stored>, Grants), AuthFileError> {
+fn parse_entry(
+    i: usize,
+    entry: &Value,
+    digester: &Digester,
+) -> Result<(String, Option<Stored>, Grants), AuthFileError> {
     let Value::Object(fields) = entry else {
         return Err(invalid(format!("entry {i} is not an object")));
     };
@@ -426,9 +459,10 @@ fn parse_entry(i: usize, entry: &Value) -> Result<(String, Option<Stored>, Grant
                 "the user \"*\" stands for everyone and takes no password",
             ));
         }
-        Some(Value::String(p)) => {
-            Some(Stored::parse(p).map_err(|e| invalid(format!("user {name:?}: password: {e}")))?)
-        }
+        Some(Value::String(p)) => Some(
+            Stored::parse(p, digester)
+                .map_err(|e| invalid(format!("user {name:?}: password: {e}")))?,
+        ),
         Some(_) => {
             return Err(invalid(format!(
                 "user {name:?}: \"password\" must be a string"
@@ -594,7 +628,7 @@ mod tests {
 
     #[test]
     fn hashed_passwords_verify_once_then_hit_the_cache() {
-        let phc = hash_password("pw").expect("hash");
+        let phc = crate::hash_password("pw").expect("hash");
         let u = users(&format!(
             r#"[{{"username": "h", "password": "{phc}", "perms": ["query"]}}]"#
         ));

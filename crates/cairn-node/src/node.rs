@@ -86,6 +86,8 @@ impl Node {
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .no_proxy()
+            // Requests carry the cluster secret: never let a redirect take it elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
         // Connect from the IP the raft address is bound to, so that peers (and the test
         // harness's fault-injecting proxies) see which node a connection comes from.
