@@ -1,6 +1,6 @@
 //! An unmodified rqlite client library (pyrqlite, from PyPI) works against Cairn: it
 //! creates a table, writes with bound parameters and reads back through a follower, over
-//! plain HTTP and over HTTPS with the cluster's CA.
+//! plain HTTP, and over HTTPS with the cluster's CA as a user with a password.
 //! Needs `python3` with `pyrqlite` installed (`pip install pyrqlite`; `.ci/run` does it).
 
 use std::path::Path;
@@ -46,8 +46,8 @@ struct Target<'a> {
     password: Option<&'a str>,
 }
 
-/// Runs [`SCRIPT`] against `target` and checks what it saw.
-fn run_pyrqlite(target: &Target<'_>) {
+/// Runs [`SCRIPT`] against `target`.
+fn pyrqlite_output(target: &Target<'_>) -> std::process::Output {
     let args = json!({
         "port": target.port,
         "scheme": if target.ca.is_some() { "https" } else { "http" },
@@ -55,14 +55,19 @@ fn run_pyrqlite(target: &Target<'_>) {
         "user": target.user,
         "password": target.password,
     });
-    let out = Command::new("python3")
+    Command::new("python3")
         .args(["-c", SCRIPT, &args.to_string()])
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
         .output()
-        .expect("python3 runs (install python3 and `pip install pyrqlite`)");
+        .expect("python3 runs (install python3 and `pip install pyrqlite`)")
+}
+
+/// Runs [`SCRIPT`] against `target` and checks what it saw.
+fn run_pyrqlite(target: &Target<'_>) {
+    let out = pyrqlite_output(target);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -92,7 +97,12 @@ fn pyrqlite_works_unchanged_through_a_follower() {
 }
 
 #[test]
-fn pyrqlite_works_over_https_with_the_cluster_ca() {
+fn pyrqlite_works_over_https_with_a_user_and_password() {
+    let hash = cairn_auth::hash_password("app-pw").expect("hash");
+    let auth = json!([
+        {"username": "app", "password": hash, "perms": ["query", "execute", "schema"]},
+        {"username": "reader", "password": "reader-pw", "perms": ["query"]},
+    ]);
     let c = ProcessCluster::start_with(
         BIN,
         ClusterOptions {
@@ -102,16 +112,31 @@ fn pyrqlite_works_over_https_with_the_cluster_ca() {
                 node_mtls: true,
                 ..TlsOptions::default()
             },
+            auth: Some(auth.to_string()),
             ..ClusterOptions::default()
         },
     )
-    .expect("a 3-node TLS cluster starts");
+    .expect("a 3-node cluster with HTTPS, node mTLS and --auth starts");
     let f = c.followers().expect("followers")[0];
     let ca = c.pki().expect("the cluster's PKI").ca_path();
     run_pyrqlite(&Target {
         port: c.http_addr(f).port(),
         ca: Some(&ca),
-        user: None,
-        password: None,
+        user: Some("app"),
+        password: Some("app-pw"),
     });
+    // A wrong password and a user without `execute` get nowhere.
+    for (user, password) in [("app", "wrong"), ("reader", "reader-pw")] {
+        let out = pyrqlite_output(&Target {
+            port: c.http_addr(f).port(),
+            ca: Some(&ca),
+            user: Some(user),
+            password: Some(password),
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && (stderr.contains("401") || stderr.contains("403")),
+            "{user}/{password} must be refused with 401 or 403:\n{stderr}"
+        );
+    }
 }
