@@ -1,11 +1,10 @@
 //! `cairn demo`: a local cluster of real `cairn start` processes on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use cairn_launch::{Formation, LaunchOptions, LaunchTls, LocalCluster, Ports};
-use cairn_tls::pki::{self, PkiFiles};
+use cairn_launch::{Formation, LaunchOptions, LocalCluster, Ports};
 use clap::Args;
 
 use crate::start::shutdown_signal;
@@ -33,6 +32,10 @@ pub struct DemoArgs {
     /// --data-dir).
     #[arg(long)]
     pub tls: bool,
+    /// Users: an auth file with one administrator (every permission, a random password
+    /// printed at start) and `*` allowed `ready`, kept under the data directory.
+    #[arg(long)]
+    pub auth: bool,
 }
 
 /// Runs the demo cluster until SIGINT/SIGTERM.
@@ -75,21 +78,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         start_timeout: START_TIMEOUT,
         ..LaunchOptions::new(usize::from(args.nodes), Formation::BootstrapExpect, secret)
     };
-    let ca = if args.tls {
-        let files = demo_pki(&root.join("tls"))?;
-        opts.extra_args = tls_flags(&files);
-        opts.https = Some(LaunchTls {
-            ca: files.ca.clone(),
-            identity: None,
-        });
-        Some(files.ca)
-    } else {
-        None
+    let secured = crate::secure::secure(&root, args.tls, args.auth, &mut opts)?;
+    let scheme = secured.scheme();
+    let mut curl = match &secured.ca {
+        Some(ca) => format!("curl --cacert {}", ca.display()),
+        None => "curl".to_string(),
     };
-    let (scheme, curl) = match &ca {
-        Some(ca) => ("https", format!("curl --cacert {}", ca.display())),
-        None => ("http", "curl".to_string()),
-    };
+    if let Some(password) = &secured.admin_password {
+        curl.push_str(&format!(" -u {}:{password}", crate::secure::ADMIN));
+    }
     println!("Starting {} nodes, data in {}", args.nodes, root.display());
     let launch_root = root.clone();
     // The launcher blocks (it polls the nodes with a blocking client): off the runtime.
@@ -144,6 +141,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  {curl} -G '{scheme}://{second}/db/query?pretty&level=linearizable' --data-urlencode 'q=SELECT * FROM foo'");
     println!("  {curl} '{scheme}://{first}/nodes?pretty'");
     println!("  {curl} '{scheme}://{first}/status?pretty'");
+    if !args.auth {
+        println!();
+        println!("Anyone who can reach these ports may read, change and drop every database.");
+        println!(
+            "  cairn demo --auth --tls     users (an admin password is printed), HTTPS, node mTLS"
+        );
+        println!("  cairn start ... --auth users.json   see README \"Running securely\"; `cairn passwd` hashes passwords");
+    }
     tokio::select! {
         _ = shutdown_signal() => {}
         _ = watch_children(&cluster) => {}
@@ -152,38 +157,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Stopping waits for the nodes to exit (SIGTERM, then SIGKILL after the grace).
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())
-}
-
-/// The demo's CA and node certificate in `dir`: the ones a previous run left there, else
-/// new ones (one CA for both ports; one certificate for every node, naming 127.0.0.1, ::1
-/// and localhost).
-fn demo_pki(dir: &Path) -> anyhow::Result<PkiFiles> {
-    let kept = PkiFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("node.pem"),
-        key: dir.join("node.key"),
-    };
-    if kept.ca.exists() && kept.cert.exists() && kept.key.exists() {
-        return Ok(kept);
-    }
-    pki::write_node_pki(dir, &pki::LOOPBACK_NAMES)
-        .with_context(|| format!("generating the demo's certificates in {}", dir.display()))
-}
-
-/// `cairn start` flags for HTTPS and node mutual TLS with `files`.
-fn tls_flags(files: &PkiFiles) -> Vec<String> {
-    let path = |p: &Path| p.display().to_string();
-    [
-        ("--http-cert", &files.cert),
-        ("--http-key", &files.key),
-        ("--http-ca-cert", &files.ca),
-        ("--node-cert", &files.cert),
-        ("--node-key", &files.key),
-        ("--node-ca-cert", &files.ca),
-    ]
-    .into_iter()
-    .flat_map(|(flag, p)| [flag.to_string(), path(p)])
-    .collect()
 }
 
 /// Reports nodes that exit on their own (e.g. killed to try a failover); never returns.

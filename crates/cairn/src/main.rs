@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod import;
 mod passwd;
+mod secure;
 mod start;
 
 use clap::{Parser, Subcommand};

@@ -93,6 +93,20 @@ pub struct BenchArgs {
     /// Print one JSON object per run instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// HTTP Basic credentials for every request (`USER:PASSWORD`), for nodes with --auth.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The CA to trust for https:// nodes (PEM).
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// With --spawn (Cairn): HTTPS on every node and mutual TLS between them, from a
+    /// throw-away CA, as `cairn demo --tls`.
+    #[arg(long)]
+    pub spawn_tls: bool,
+    /// With --spawn (Cairn): nodes with --auth, and every request authenticated as an
+    /// administrator whose password is an argon2id hash, as `cairn demo --auth`.
+    #[arg(long)]
+    pub spawn_auth: bool,
 }
 
 /// Runs `cairn bench`.
@@ -100,15 +114,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(args.clients.max(16))
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    if (args.spawn_tls || args.spawn_auth)
+        && !(args.system == System::Cairn && args.spawn.is_some())
+    {
+        bail!("--spawn-tls and --spawn-auth go with --system cairn --spawn N");
+    }
+    let builder = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(args.clients.max(16))
+            .timeout(Duration::from_secs(10))
+    };
+    let given = match args.user.as_deref().map(|u| u.split_once(':')) {
+        Some(Some(pair)) => Some(pair),
+        Some(None) => bail!("--user takes USER:PASSWORD"),
+        None => None,
+    };
+    let mut http = crate::secure::client(builder(), args.cacert.as_deref(), given)?;
     let value = "x".repeat(args.value_size);
     let mut spawned = match (args.system, args.spawn) {
-        (System::Cairn, Some(n)) => Some(spawn_cairn(n).await?),
+        (System::Cairn, Some(n)) => {
+            let (spawned, secured) = spawn_cairn(n, args.spawn_tls, args.spawn_auth).await?;
+            http = secured.client(builder())?;
+            Some(spawned)
+        }
         (System::Etcd, Some(n)) => Some(spawn_etcd(n, &http).await?),
         _ => None,
     };

@@ -100,23 +100,31 @@ pub(super) async fn wait_ok(
 
 /// Starts `n` Cairn nodes of this binary on OS-chosen ports by `--join` and waits until
 /// every node is ready and a voter.
-pub(super) async fn spawn_cairn(n: u16) -> anyhow::Result<Spawned> {
+pub(super) async fn spawn_cairn(
+    n: u16,
+    tls: bool,
+    auth: bool,
+) -> anyhow::Result<(Spawned, crate::secure::Secured)> {
     let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir()?;
     let exe = std::env::current_exe()?;
     let root = dir.path().to_path_buf();
-    let opts = LaunchOptions {
+    let mut opts = LaunchOptions {
         stop_on_drop: Some(STOP_GRACE),
         ..LaunchOptions::new(usize::from(n), Formation::Join, "bench-secret")
     };
+    let secured = crate::secure::secure(&root, tls, auth, &mut opts)?;
     // The launcher polls with a blocking client: off the runtime.
     let cluster = tokio::task::spawn_blocking(move || LocalCluster::launch(&exe, &root, opts))
         .await?
         .context("starting the Cairn cluster")?;
-    Ok(Spawned {
-        urls: cluster.urls(),
-        nodes: Nodes::Cairn(Box::new(cluster)),
-        _dir: dir,
-    })
+    Ok((
+        Spawned {
+            urls: cluster.urls(),
+            nodes: Nodes::Cairn(Box::new(cluster)),
+            _dir: dir,
+        },
+        secured,
+    ))
 }
 
 pub(super) async fn spawn_etcd(n: u16, http: &reqwest::Client) -> anyhow::Result<Spawned> {
