@@ -345,7 +345,10 @@ pub struct SecretCheck {
     pub without_secret: Option<u16>,
     /// HTTP status with a wrong secret; null when unreachable.
     pub wrong_secret: Option<u16>,
-    /// Whether both were refused with 401.
+    /// With node mutual TLS: the member accepted the TCP connection and failed the TLS
+    /// handshake of a client without a node certificate, so neither request got in.
+    pub refused_at_handshake: bool,
+    /// Whether both were refused: with 401, or at the TLS handshake.
     pub refused: bool,
 }
 
@@ -995,22 +998,27 @@ pub async fn map_reduce_count(
 
 /// `POST /security-check` (seed 004): asks every member's internal RPC port to accept a
 /// request without the cluster secret, and with a wrong one; `secure` is true when every
-/// node refused both with 401.
+/// node refused both with 401. With node mutual TLS the probe has no node certificate, so
+/// a member that accepts the TCP connection but fails the TLS handshake has refused both
+/// before any HTTP (`refused_at_handshake`).
 #[utoipa::path(post, path = "/security-check", tag = "seeds",
     responses((status = 200, description = "Whether every member refused", body = SecurityCheck)))]
 pub async fn security_check(
     State(state): State<AppState>,
     flags: Flags,
 ) -> Result<Response, ApiError> {
+    let https = state.service.raft_scheme() == cairn_raft::Scheme::Https;
+    // No certificate of ours; the member's own is not what is checked here.
     let http = reqwest::Client::builder()
         .no_proxy()
+        .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(ApiError::internal)?;
     let mut checks = Vec::new();
     let mut secure = true;
     for n in state.service.nodes().await {
-        let url = format!("http://{}/raft/0/append", n.addr);
+        let url = format!("{}/raft/0/append", state.service.raft_scheme().url(&n.addr));
         let without = http
             .post(&url)
             .body("x")
@@ -1026,13 +1034,23 @@ pub async fn security_check(
             .await
             .map(|r| r.status().as_u16())
             .ok();
-        let refused = without == Some(401) && wrong == Some(401);
+        let at_handshake = https
+            && without.is_none()
+            && wrong.is_none()
+            && tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&n.addr),
+            )
+            .await
+            .is_ok_and(|c| c.is_ok());
+        let refused = at_handshake || (without == Some(401) && wrong == Some(401));
         secure &= refused;
         checks.push(SecretCheck {
             node: n.id,
             raft_addr: n.addr,
             without_secret: without,
             wrong_secret: wrong,
+            refused_at_handshake: at_handshake,
             refused,
         });
     }

@@ -180,6 +180,11 @@ pub trait Service: Send + Sync + 'static {
     /// # Errors
     /// `BadRequest` when there is no other voter, `Timeout`.
     fn step_down(&self, timeout: Duration) -> BoxFuture<'_, Result<Peer, NodeError>>;
+
+    /// How the cluster's raft ports are reached: `https` (mutual TLS) with node TLS.
+    fn raft_scheme(&self) -> cairn_raft::Scheme {
+        cairn_raft::Scheme::Http
+    }
 }
 
 impl Service for Node {
@@ -310,5 +315,9 @@ impl Service for Node {
 
     fn step_down(&self, timeout: Duration) -> BoxFuture<'_, Result<Peer, NodeError>> {
         Box::pin(Node::step_down(self, timeout))
+    }
+
+    fn raft_scheme(&self) -> cairn_raft::Scheme {
+        Node::raft_scheme(self)
     }
 }

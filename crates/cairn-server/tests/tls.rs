@@ -103,6 +103,16 @@ fn a_cluster_over_https_and_node_mtls_takes_writes_through_a_follower() {
     assert_eq!(refused.status, 403, "{refused}");
     assert_eq!(refused.body["leader"], Value::String(leader_url));
 
+    // Seed 004's security check sees every raft port refuse a client without a node
+    // certificate at the TLS handshake.
+    let check = c
+        .post(f1, "/security-check", &[], &json!({}))
+        .expect("/security-check");
+    assert_eq!(check.body["secure"], true, "{check}");
+    for n in check.body["checks"].as_array().expect("checks") {
+        assert_eq!(n["refused_at_handshake"], true, "{n}");
+    }
+
     // Plain HTTP to the HTTPS port, or HTTPS without trusting the CA, gets nothing.
     let plain = HttpClient::new().expect("a plain client");
     let addr = c.http_addr(f1);
