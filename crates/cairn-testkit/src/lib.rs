@@ -51,7 +51,7 @@ pub use demo::{descendants, process_alive, Demo};
 pub use fault_run::{run_faults, FaultReport, FaultRunOptions, OutcomeCounts};
 pub use files::find_files;
 pub use history::{Completion, History, Invocation, OpRecord, Outcome};
-pub use http::{HttpClient, Level, Reply, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+pub use http::{basic_auth, HttpClient, Level, Reply, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use in_process::TestCluster;
 pub use linearizability::{
     check, check_registers, collapse_unobserved, register_operations, CheckResult, Counterexample,

@@ -33,9 +33,16 @@ use serde_json::{Map, Number, Value};
 /// Flags of `cairn import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// HTTP URL of any node of the cluster (a follower forwards the writes to the leader).
+    /// HTTP(S) URL of any node of the cluster (a follower forwards the writes to the leader).
     #[arg(long, default_value = "http://127.0.0.1:4001")]
     pub addr: String,
+    /// HTTP Basic credentials (`USER:PASSWORD`) for nodes started with --auth; the user
+    /// needs `execute` (and `schema` when the table is created) on the database.
+    #[arg(long, short = 'u', env = "CAIRN_USER", hide_env_values = true)]
+    pub user: Option<String>,
+    /// The CA to trust for an https:// node (PEM).
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
     /// The database to write to. It must exist already (`POST /v1/databases`).
     #[arg(long, default_value = "main")]
     pub db: String,
@@ -464,8 +471,15 @@ struct Api {
 }
 
 impl Api {
-    /// `addr` is a node's HTTP URL; `http://` is assumed when no scheme is given.
-    fn new(addr: &str, db: &str, timeout: Duration) -> Result<Api> {
+    /// `addr` is a node's HTTP URL; `http://` is assumed when no scheme is given. `cacert`
+    /// is the CA to trust over HTTPS, `user` `USER:PASSWORD` for HTTP Basic.
+    fn new(
+        addr: &str,
+        db: &str,
+        timeout: Duration,
+        cacert: Option<&std::path::Path>,
+        user: Option<&str>,
+    ) -> Result<Api> {
         let with_scheme = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -473,14 +487,19 @@ impl Api {
         };
         let base =
             Url::parse(&with_scheme).with_context(|| format!("--addr {addr:?} is not a URL"))?;
-        if base.scheme() != "http" {
-            bail!("--addr {addr:?}: only http:// URLs are supported");
+        if !matches!(base.scheme(), "http" | "https") {
+            bail!("--addr {addr:?}: only http:// and https:// URLs are supported");
         }
-        let http = reqwest::Client::builder()
+        let credentials = match user.map(|u| u.split_once(':')) {
+            Some(Some(pair)) => Some(pair),
+            Some(None) => bail!("--user takes USER:PASSWORD"),
+            None => None,
+        };
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .no_proxy()
-            .build()
+            .no_proxy();
+        let http = crate::secure::client(builder, cacert, credentials)
             .context("building the HTTP client")?;
         Ok(Api {
             http,
@@ -661,6 +680,8 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         &args.addr,
         &args.db,
         Duration::from_secs(args.timeout_secs.max(1)),
+        args.cacert.as_deref(),
+        args.user.as_deref(),
     )?;
     let target = format!("{}.{}", args.db, args.table);
     if !api.table_exists(&args.table).await? {

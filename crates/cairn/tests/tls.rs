@@ -65,10 +65,14 @@ fn processes_started_with_tls_flags_form_a_cluster_over_https_and_mtls() {
 }
 
 #[test]
-fn cairn_demo_tls_serves_https_and_prints_curl_lines_with_the_ca() {
-    let demo = Demo::start_with_args(BIN, 3, &["--tls"]).expect("`cairn demo --tls` starts");
+fn cairn_demo_tls_auth_is_the_secure_set_up_in_one_command() {
+    let demo = Demo::start_with_args(BIN, 3, &["--tls", "--auth"])
+        .expect("`cairn demo --tls --auth` starts");
     let ca = demo.data_dir().join("tls").join("ca.pem");
     assert!(ca.exists(), "the demo's CA is at {}", ca.display());
+    let password = std::fs::read_to_string(demo.data_dir().join("admin-password"))
+        .expect("the demo keeps the administrator's password");
+    let password = password.trim();
     let lines = demo.stdout_lines();
     let https = |k: u16| format!("https://127.0.0.1:{}", demo.http_port(k));
     for k in 1..=3 {
@@ -80,15 +84,39 @@ fn cairn_demo_tls_serves_https_and_prints_curl_lines_with_the_ca() {
             https(k)
         );
     }
-    let cacert = format!("curl --cacert {}", ca.display());
-    wait_until(STOP_TIMEOUT, "curl lines with --cacert", || {
+    let curl = format!("curl --cacert {} -u admin:{password}", ca.display());
+    wait_until(STOP_TIMEOUT, "curl lines with --cacert and -u", || {
         demo.stdout_lines()
             .iter()
-            .any(|l| l.contains(&cacert) && l.contains(&https(1)))
+            .any(|l| l.contains(&curl) && l.contains(&https(1)))
     })
-    .expect("curl lines name the CA and https:// URLs");
-    let client = HttpClient::with_ca(&ca, None).expect("a client trusting the demo's CA");
-    let r = client
+    .expect("curl lines name the CA, the administrator and https:// URLs");
+
+    let anonymous = HttpClient::with_ca(&ca, None).expect("a client trusting the demo's CA");
+    let r = anonymous
+        .post(
+            &https(2),
+            "/db/execute",
+            &[],
+            &json!(["CREATE TABLE foo (x)"]),
+        )
+        .expect("answered");
+    assert_eq!(r.status, 401, "no credentials, no write: {r}");
+    assert_eq!(
+        anonymous
+            .get(&https(2), "/readyz", &[])
+            .expect("answered")
+            .status,
+        200,
+        "health checks stay anonymous"
+    );
+    let admin = HttpClient::configured(
+        cairn_testkit::REQUEST_TIMEOUT,
+        Some((ca.as_path(), None)),
+        cairn_testkit::basic_auth("admin", password).expect("credentials"),
+    )
+    .expect("an administrator's client");
+    let r = admin
         .post(
             &https(2),
             "/db/execute",
@@ -97,14 +125,30 @@ fn cairn_demo_tls_serves_https_and_prints_curl_lines_with_the_ca() {
         )
         .expect("a write over HTTPS");
     assert!(r.is_clean(), "{r}");
-    let r = client
+
+    // `cairn import` reaches the secured cluster with the CA and the credentials.
+    let csv = demo.data_dir().join("rows.csv");
+    std::fs::write(&csv, "x\n1\n2\n3\n").expect("write a CSV");
+    let out = std::process::Command::new(BIN)
+        .args(["import", "--addr", &https(3), "--table", "foo", "--cacert"])
+        .arg(&ca)
+        .args(["--user", &format!("admin:{password}")])
+        .arg(&csv)
+        .output()
+        .expect("cairn import runs");
+    assert!(
+        out.status.success(),
+        "cairn import over HTTPS with a user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = admin
         .get(
             &https(3),
             "/db/query",
             &[("q", "SELECT COUNT(*) FROM foo"), ("level", "strong")],
         )
         .expect("a read over HTTPS");
-    assert_eq!(r.rows(), json!([[0]]), "{r}");
+    assert_eq!(r.rows(), json!([[3]]), "{r}");
 }
 
 /// `cairn start` with `flags` on a fresh data directory: its exit status and stderr.
