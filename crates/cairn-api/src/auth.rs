@@ -78,11 +78,8 @@ impl Access {
     }
 
     /// Only `users` (and peers presenting `cluster_secret`) get in, each as far as their
-    /// permissions go.
-    ///
-    /// # Panics
-    /// Never; an empty `cluster_secret` (which [`cairn_server`] refuses anyway) lets no
-    /// peer in.
+    /// permissions go. An empty `cluster_secret` (which `cairn-server` refuses anyway)
+    /// lets no peer in.
     pub fn users(users: Arc<Users>, cluster_secret: &str) -> Access {
         let secret_digest = if cluster_secret.is_empty() {
             // No input hashes to this by chance: peers are simply never recognised.
