@@ -239,7 +239,10 @@ async fn every_route_refuses_whoever_lacks_its_permission_and_changes_nothing() 
             _ => {}
         }
     }
-    println!("auth matrix: {checked} cases over {} route rules", RULES.len());
+    println!(
+        "auth matrix: {checked} cases over {} route rules",
+        RULES.len()
+    );
     assert!(checked > 350, "{checked} cases");
 }
 

@@ -1,6 +1,6 @@
-//! TLS through the `cairn` binary's flags: a cluster of processes started with
-//! `--http-cert`/`--node-cert` and friends, `cairn demo --tls`, and the startup errors of
-//! incomplete flag sets.
+//! TLS and users through the `cairn` binary: a cluster of processes started with
+//! `--http-cert`/`--node-cert` and friends, `cairn demo --tls --auth`, `cairn passwd`, and
+//! the startup errors of incomplete flag sets.
 
 use std::process::Command;
 
@@ -197,4 +197,37 @@ fn incomplete_tls_flags_are_a_startup_error() {
     let (ok, stderr) = start_with(&["--http-cert", "/nonexistent/c.pem", "--http-key", "k.pem"]);
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/c.pem"), "{stderr}");
+}
+
+/// `cairn passwd` prints an argon2id hash that an auth file accepts, and with `--user` a
+/// whole entry.
+#[test]
+fn cairn_passwd_prints_a_hash_an_auth_file_accepts() {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(BIN)
+        .args(["passwd", "--user", "bob"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cairn passwd runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret pw\n")
+        .expect("write the password");
+    let out = child.wait_with_output().expect("cairn passwd exits");
+    assert!(out.status.success());
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON entry");
+    assert!(entry["password"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("$argon2id$")));
+    let users = cairn_auth::Users::from_json(&format!("[{entry}]")).expect("the entry loads as is");
+    let bob = users
+        .authenticate(&cairn_auth::Credentials::new("bob", "s3cret pw"))
+        .expect("the password verifies");
+    assert!(bob.allows(cairn_auth::Perm::Execute, Some("main")));
+    assert!(users
+        .authenticate(&cairn_auth::Credentials::new("bob", "s3cret"))
+        .is_err());
 }
