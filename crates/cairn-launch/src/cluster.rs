@@ -681,11 +681,14 @@ fn ids(v: &Value) -> Vec<u64> {
 /// trusting `tls`'s CA (and presenting its identity) when the nodes serve HTTPS.
 fn client(tls: Option<&LaunchTls>, secret: &str) -> Result<reqwest::blocking::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Ok(v) = reqwest::header::HeaderValue::from_str(secret) {
+    if let Ok(mut v) = reqwest::header::HeaderValue::from_str(secret) {
+        v.set_sensitive(true);
         headers.insert(SECRET_HEADER, v);
     }
     let mut builder = reqwest::blocking::Client::builder()
         .default_headers(headers)
+        // The secret must not follow a redirect to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(POLL_REQUEST_TIMEOUT);
     if let Some(tls) = tls {

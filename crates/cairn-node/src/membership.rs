@@ -21,7 +21,7 @@ impl Node {
     ///
     /// # Errors
     /// [`NodeError::Unauthorized`], [`NodeError::BadRequest`] for an id taken by another
-    /// address, [`NodeError::NoLeader`].
+    /// address or an address taken by another id, [`NodeError::NoLeader`].
     pub async fn join(
         &self,
         req: JoinRequest,
@@ -53,6 +53,17 @@ impl Node {
                 return Ok(());
             }
         } else {
+            // One address, one member: Raft's messages name no target id, so a second id
+            // at a member's raft address would be answered by that member, and a node
+            // could vote twice (or, with enough such ids, alone be a majority).
+            if let Some((other, _)) = membership.nodes().find(|(id, n)| {
+                **id != req.id && (n.raft_addr == addr.raft_addr || n.http_addr == addr.http_addr)
+            }) {
+                return Err(NodeError::BadRequest(format!(
+                    "node {} not added: node {other} is already a member at {addr}",
+                    req.id
+                )));
+            }
             if self.raft_scheme == Scheme::Https {
                 self.check_node_tls(req.id, &addr.raft_addr).await?;
             }

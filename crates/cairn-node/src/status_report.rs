@@ -161,14 +161,18 @@ impl Node {
             let reply = self
                 .http
                 .get(format!("{}/readyz?noleader", self.api_url(addr)))
-                // Peers with `--auth` let the cluster secret's holder in.
-                .header(crate::SECRET_HEADER, &self.secret)
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await;
             let took = start.elapsed();
             match reply {
-                Ok(r) if r.status().is_success() => {
+                // A peer with `--auth` whose `*` user lacks `ready` answers 401: it answered,
+                // so it is reachable. The cluster secret is not sent for this: `/nodes` is
+                // asked by users, and the secret would travel to every member's public port.
+                Ok(r)
+                    if r.status().is_success()
+                        || r.status() == reqwest::StatusCode::UNAUTHORIZED =>
+                {
                     let version = r
                         .headers()
                         .get(VERSION_HEADER)

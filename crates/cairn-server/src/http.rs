@@ -33,6 +33,12 @@ pub struct ServeLimits {
     pub drain_timeout: Duration,
 }
 
+/// Longest a TLS handshake may take, whatever the header timeout: a loopback or LAN
+/// handshake takes milliseconds, and a connection that has not finished one holds a
+/// permit, so that idle sockets fill the connection cap ten times more slowly than with the
+/// 60 s header timeout of the raft port.
+pub const MAX_HANDSHAKE_TIME: Duration = Duration::from_secs(5);
+
 /// For the public API: 30 s for a header (hyper's own default, in effect only with a timer)
 /// and between body chunks.
 pub const PUBLIC_LIMITS: ServeLimits = ServeLimits {
@@ -68,7 +74,7 @@ pub async fn serve_router(
 /// [`serve_router`], over TLS when `tls` is given: each accepted connection first completes
 /// a TLS handshake with the config `tls` holds at that moment (reloaded when its files
 /// change). The handshake counts against `limits.max_connections` and must finish within
-/// `limits.header_read_timeout`, so a client that connects and never handshakes holds
+/// `limits.header_read_timeout` (at most [`MAX_HANDSHAKE_TIME`]), so a client that connects and never handshakes holds
 /// neither the connection nor a permit for longer than that. A failed handshake is logged
 /// at debug level: a scanner's or an attacker's noise, and a peer without the right
 /// certificate, are not the server's problem.
@@ -83,6 +89,7 @@ pub async fn serve_router_tls(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
+    let mut last_warned: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -100,10 +107,16 @@ pub async fn serve_router_tls(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max = limits.max_connections,
-                "too many connections: closing a new one"
-            );
+            // Once per 10 s at most: a flood of connections must not flood the log too.
+            if last_warned
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(10))
+            {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "too many connections: closing new ones"
+                );
+                last_warned = Some(std::time::Instant::now());
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -116,7 +129,7 @@ pub async fn serve_router_tls(
                 None => serve_connection(stream, svc, limits, stop).await,
                 Some(tls) => {
                     let handshake = tokio::time::timeout(
-                        limits.header_read_timeout,
+                        limits.header_read_timeout.min(MAX_HANDSHAKE_TIME),
                         tls.acceptor().accept(stream),
                     );
                     let tls_stream = tokio::select! {

@@ -155,8 +155,7 @@ impl ServerConfig {
 }
 
 /// Loads the cluster secret: the given one, else the one kept in the data directory, else a
-/// new random one that is then kept there (mode 0600 is the umask's business: the data
-/// directory holds the data too).
+/// new random one that is then kept there (mode 0600).
 ///
 /// # Errors
 /// [`ServeError::Config`] for an empty secret, [`ServeError::Io`] when the file cannot be
@@ -180,12 +179,28 @@ pub fn cluster_secret(given: Option<String>, data_dir: &Path) -> Result<String, 
     let secret: String = (0..32)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
-    std::fs::write(&path, &secret).map_err(io(format!("writing {}", path.display())))?;
+    write_private(&path, &secret).map_err(io(format!("writing {}", path.display())))?;
     tracing::warn!(
         path = %path.display(),
         "no cluster secret given: generated one; nodes joining this cluster need it"
     );
     Ok(secret)
+}
+
+/// Writes `text` to `path`, readable by this user alone (mode 0600, also when the file
+/// existed with a looser mode).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// A running node.
@@ -320,6 +335,15 @@ pub async fn serve(
         }
     });
     let limits = (config.http_limits, config.raft_limits);
+    if config
+        .http_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_none())
+    {
+        tracing::warn!(
+            "HTTPS without --http-ca-cert: this node trusts no CA for peers' HTTPS APIs, so it cannot join through https:// URLs or check peers in /nodes"
+        );
+    }
     let access = match &config.auth {
         Some(users) => {
             tracing::info!(

@@ -67,7 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             let s: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect();
-            std::fs::write(&secret_path, &s)?;
+            crate::secure::write_private(&secret_path, &s)?;
             s
         }
     };

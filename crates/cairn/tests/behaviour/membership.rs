@@ -93,3 +93,26 @@ fn a_node_joins_through_a_follower_and_can_be_removed() {
         json!([[4]])
     );
 }
+
+/// A join that names a member's address under a new id is refused: Raft's messages name no
+/// target id, so the member would answer for both ids and vote twice.
+#[test]
+fn a_join_reusing_a_members_address_is_refused() {
+    let c = TestCluster::start(3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader is elected");
+    let f = c.followers().expect("followers")[0];
+    let client = cairn_testkit::HttpClient::new().expect("a client");
+    let r = client
+        .post_with_headers(
+            &c.url(leader),
+            "/join",
+            &[(cairn_node::SECRET_HEADER, c.secret())],
+            &json!({"id": 9, "http_addr": "127.0.0.1:1", "raft_addr": c.raft_addr(f).to_string()}),
+        )
+        .expect("answered");
+    assert_eq!(r.status, 400, "{r}");
+    assert!(r.text.contains("already a member"), "{r}");
+    let s = c.raft_status(leader).expect("status");
+    assert_eq!(s.voters, vec![1, 2, 3], "{s:?}");
+    assert!(s.learners.is_empty(), "{s:?}");
+}
