@@ -375,14 +375,23 @@ fn a_former_leader_crashing_while_truncating_its_unreplicated_entries_recovers()
         acked.push(v);
         c.wait_all_applied().expect("every node applies");
         let followers = c.followers().expect("followers");
+        // Both followers freeze at once (SIGSTOP; stopping them in turn takes a second or
+        // more on a loaded machine): the leader's lease, renewed by their acks, lasts only
+        // `election_timeout_max`, and once it has run out openraft refuses writes before
+        // appending them (`ForwardReason::LeaseExpired`), so there would be nothing to
+        // truncate.
         for &f in &followers {
-            c.stop(f).expect("a follower exits on SIGTERM");
+            let pid = cairn_testkit::node_pid(&c, f).expect("the follower's pid");
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)
+                .expect("SIGSTOP a follower");
         }
         // Alone, the leader appends these to its log but cannot commit them: they are never
         // acknowledged, and the next leader's entries replace them. Writes go on (at most
         // 20) until its log shows entries past its commit index: a write refused before it
-        // was appended (the leader just lost its followers) is not acknowledged either.
+        // was appended (the lease ran out) is not acknowledged either.
         let mut lost: Vec<String> = Vec::new();
+        let mut answers: Vec<String> = Vec::new();
         for k in 0..20 {
             let v = format!("lost {point} {k}");
             let r = c
@@ -397,6 +406,7 @@ fn a_former_leader_crashing_while_truncating_its_unreplicated_entries_recovers()
                 "a write without a quorum is not acknowledged: {r}"
             );
             lost.push(v);
+            answers.push(format!("{} {}", r.status, r.text.trim()));
             let s = c.raft_status(l).expect("status");
             if lost.len() >= 3 && s.last_log_index > s.commit_index {
                 break;
@@ -405,11 +415,13 @@ fn a_former_leader_crashing_while_truncating_its_unreplicated_entries_recovers()
         let s = c.raft_status(l).expect("status");
         assert!(
             s.last_log_index > s.commit_index,
-            "the lone leader holds uncommitted entries after {} writes: {s:?}",
+            "the lone leader holds uncommitted entries after {} writes: {s:?}; answers: {answers:#?}",
             lost.len()
         );
         c.stop(l).expect("the old leader exits on SIGTERM");
         for &f in &followers {
+            // SIGKILL ends a stopped process too.
+            c.kill(f).expect("kill a frozen follower");
             c.restart(f).expect("restart a follower");
         }
         let nl = c
