@@ -150,4 +150,7 @@ pub struct NodeConfig {
     /// public APIs): its certificate and the CAs it trusts. `None`: the client trusts no
     /// one, and speaks plain HTTP only.
     pub tls_client: Option<rustls::ClientConfig>,
+    /// TLS for requests to peers' raft ports: trusts the node CA alone. [`Scheme::Https`]
+    /// for `raft_scheme` needs it.
+    pub raft_tls_client: Option<rustls::ClientConfig>,
 }

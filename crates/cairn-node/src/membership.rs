@@ -89,7 +89,13 @@ impl Node {
     /// [`NodeError::BadRequest`] naming the handshake's failure; the joining node retries.
     async fn check_node_tls(&self, id: u64, raft_addr: &str) -> Result<(), NodeError> {
         let url = format!("{}/raft/0/node", self.raft_scheme.url(raft_addr));
-        match self.http.get(&url).timeout(TLS_CHECK_TIMEOUT).send().await {
+        match self
+            .raft_http
+            .get(&url)
+            .timeout(TLS_CHECK_TIMEOUT)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 let mut reason = e.to_string();

@@ -38,7 +38,11 @@ pub struct Node {
     pub(crate) raft_scheme: Scheme,
     pub(crate) raft: Raft,
     pub(crate) store: Arc<Store>,
+    /// Requests to peers' public APIs (joining, bootstrap, `/nodes` checks).
     pub(crate) http: reqwest::Client,
+    /// Requests to peers' raft ports (forwarded commands, the join's TLS check); with node
+    /// TLS it trusts the node CA alone.
+    pub(crate) raft_http: reqwest::Client,
     pub(crate) secret: String,
     pub(crate) data_dir: PathBuf,
     pub(crate) contact: Arc<LeaderContact>,
@@ -83,27 +87,39 @@ impl Node {
         let log_closed = log.closed_watch();
         let sm = StateMachine::open(store.clone(), &cfg.data_dir.join("snapshots"))
             .map_err(|e| internal(&e))?;
-        let mut builder = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .no_proxy()
-            // Requests carry the cluster secret: never let a redirect take it elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(30));
-        // Connect from the IP the raft address is bound to, so that peers (and the test
-        // harness's fault-injecting proxies) see which node a connection comes from.
-        if let Some(ip) = cfg.bind_ip.filter(|ip| !ip.is_unspecified()) {
-            builder = builder.local_address(ip);
-        }
-        if let Some(tls) = &cfg.tls_client {
-            builder = builder.use_preconfigured_tls(tls.clone());
-        } else if cfg.raft_scheme == Scheme::Https {
+        let builder = || {
+            let b = reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .no_proxy()
+                // Requests carry the cluster secret: never let a redirect take it elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(30));
+            // Connect from the IP the raft address is bound to, so that peers (and the test
+            // harness's fault-injecting proxies) see which node a connection comes from.
+            match cfg.bind_ip.filter(|ip| !ip.is_unspecified()) {
+                Some(ip) => b.local_address(ip),
+                None => b,
+            }
+        };
+        let with_tls = |tls: &Option<rustls::ClientConfig>| match tls {
+            Some(tls) => builder().use_preconfigured_tls(tls.clone()),
+            None => builder(),
+        };
+        if cfg.raft_scheme == Scheme::Https && cfg.raft_tls_client.is_none() {
             return Err(NodeError::Internal(
                 "node-to-node HTTPS needs the node's TLS client config".into(),
             ));
         }
-        let http = builder.build().map_err(|e| internal(&e))?;
-        let network =
-            Network::new(http.clone(), cfg.cluster_secret.clone(), 0).with_scheme(cfg.raft_scheme);
+        // Two clients, two trust stores: peers' public APIs (the node CA and the HTTP CA),
+        // and peers' raft ports (the node CA alone).
+        let http = with_tls(&cfg.tls_client)
+            .build()
+            .map_err(|e| internal(&e))?;
+        let raft_http = with_tls(&cfg.raft_tls_client)
+            .build()
+            .map_err(|e| internal(&e))?;
+        let network = Network::new(raft_http.clone(), cfg.cluster_secret.clone(), 0)
+            .with_scheme(cfg.raft_scheme);
         let config = cfg.raft.config().map_err(|e| internal(&e))?;
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
             .await
@@ -119,6 +135,7 @@ impl Node {
             raft,
             store,
             http,
+            raft_http,
             secret: cfg.cluster_secret.clone(),
             data_dir: cfg.data_dir.clone(),
             contact: Arc::new(LeaderContact::default()),

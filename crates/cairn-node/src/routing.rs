@@ -46,7 +46,7 @@ impl Node {
                     .map_err(rpc::CallError::Remote),
                 Some(l) => {
                     rpc::call(
-                        &self.http,
+                        &self.raft_http,
                         &self.secret,
                         self.raft_scheme,
                         l,

@@ -324,6 +324,7 @@ pub async fn serve(
         http_scheme: tls.http_scheme(),
         raft_scheme: tls.raft_scheme(),
         tls_client: tls.client_config()?,
+        raft_tls_client: tls.raft_client_config()?,
     };
     let node = Node::start(&node_config).await.map_err(ServeError::Start)?;
     let stop = CancellationToken::new();
@@ -438,7 +439,11 @@ async fn run(
 struct Tls {
     http_server: Option<Arc<cairn_tls::ServerTls>>,
     node_server: Option<Arc<cairn_tls::ServerTls>>,
+    /// For peers' public APIs (joining, bootstrap): the node CA and the HTTP CA.
     client: Option<cairn_tls::ClientTls>,
+    /// For peers' raft ports: the node CA alone, so that a certificate from the HTTP CA
+    /// cannot pass for a peer's raft port.
+    raft_client: Option<cairn_tls::ClientTls>,
 }
 
 impl Tls {
@@ -457,10 +462,12 @@ impl Tls {
         };
         let client =
             cairn_tls::ClientTls::for_node(config.node_tls.as_ref(), config.http_tls.as_ref())?;
+        let raft_client = cairn_tls::ClientTls::for_node(config.node_tls.as_ref(), None)?;
         Ok(Tls {
             http_server,
             node_server,
             client,
+            raft_client,
         })
     }
 
@@ -474,6 +481,13 @@ impl Tls {
 
     fn client_config(&self) -> Result<Option<rustls::ClientConfig>, ServeError> {
         Ok(match &self.client {
+            Some(c) => Some(c.config()?),
+            None => None,
+        })
+    }
+
+    fn raft_client_config(&self) -> Result<Option<rustls::ClientConfig>, ServeError> {
+        Ok(match &self.raft_client {
             Some(c) => Some(c.config()?),
             None => None,
         })
