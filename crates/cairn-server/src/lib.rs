@@ -188,8 +188,11 @@ pub fn cluster_secret(given: Option<String>, data_dir: &Path) -> Result<String, 
 }
 
 /// Writes `text` to `path`, readable by this user alone (mode 0600, also when the file
-/// existed with a looser mode).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// existed with a looser mode), and syncs it: for secrets and keys.
+///
+/// # Errors
+/// The operating system's, when the file cannot be opened, chmodded or written.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut f = std::fs::OpenOptions::new()

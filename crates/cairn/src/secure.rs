@@ -156,23 +156,10 @@ fn local_auth(root: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((file, password))
 }
 
-/// Writes `text` to `path`, readable by this user alone (mode 0600, also when the file
-/// existed with a looser mode).
+/// [`cairn_server::write_private`], with the path in the error.
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 600 {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    cairn_server::write_private(path, text).with_context(|| format!("writing {}", path.display()))
 }
