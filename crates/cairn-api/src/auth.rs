@@ -50,8 +50,8 @@ const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(2);
 pub struct Access {
     users: Option<Arc<Users>>,
     /// SHA-256 of the cluster secret: compared digest to digest, in constant time and
-    /// whatever the lengths.
-    secret_digest: [u8; 32],
+    /// whatever the lengths. `None` (an empty secret): no peer is recognised.
+    secret_digest: Option<[u8; 32]>,
     argon2: Arc<Semaphore>,
 }
 
@@ -72,7 +72,7 @@ impl Access {
     pub fn open() -> Access {
         Access {
             users: None,
-            secret_digest: [0; 32],
+            secret_digest: None,
             argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
         }
     }
@@ -81,12 +81,7 @@ impl Access {
     /// permissions go. An empty `cluster_secret` (which `cairn-server` refuses anyway)
     /// lets no peer in.
     pub fn users(users: Arc<Users>, cluster_secret: &str) -> Access {
-        let secret_digest = if cluster_secret.is_empty() {
-            // No input hashes to this by chance: peers are simply never recognised.
-            rand::random()
-        } else {
-            sha256(cluster_secret.as_bytes())
-        };
+        let secret_digest = (!cluster_secret.is_empty()).then(|| sha256(cluster_secret.as_bytes()));
         Access {
             users: Some(users),
             secret_digest,
@@ -109,7 +104,9 @@ impl Access {
             return Ok(open().clone());
         };
         if let Some(given) = headers.get(cairn_node::SECRET_HEADER) {
-            let ok = bool::from(sha256(given.as_bytes()).ct_eq(&self.secret_digest));
+            let ok = self
+                .secret_digest
+                .is_some_and(|d| bool::from(sha256(given.as_bytes()).ct_eq(&d)));
             return if ok {
                 Ok(Identity::cluster())
             } else {

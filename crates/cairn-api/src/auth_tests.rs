@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use base64::Engine as _;
 use cairn_auth::{Perm, Users};
 
 use crate::auth::{Scope, RULES};
@@ -18,8 +17,7 @@ use crate::Access;
 const SECRET: &str = "cluster-secret";
 
 fn basic(user: &str, pass: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!("Basic {b64}")
+    cairn_auth::Credentials::new(user, pass).authorization()
 }
 
 /// The URI and body of a request to `route` that names database `school` every way a

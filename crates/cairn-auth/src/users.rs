@@ -94,6 +94,16 @@ impl Credentials {
         }
     }
 
+    /// The `Authorization` header value clients send: `Basic ` and base64 of
+    /// `user:password` (RFC 7617), what [`Credentials::from_authorization`] parses.
+    pub fn authorization(&self) -> String {
+        let pair = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+
     /// Parses an `Authorization` header value: `Basic ` (any case) then base64 of
     /// `user:password` in UTF-8; the password may contain `:`.
     ///
@@ -566,8 +576,7 @@ mod tests {
     }
 
     fn basic(user: &str, pass: &str) -> Vec<u8> {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        format!("Basic {b64}").into_bytes()
+        Credentials::new(user, pass).authorization().into_bytes()
     }
 
     #[test]

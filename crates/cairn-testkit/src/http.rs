@@ -138,12 +138,11 @@ impl fmt::Display for Reply {
 /// # Errors
 /// When the credentials cannot form a header value.
 pub fn basic_auth(user: &str, password: &str) -> Result<HeaderMap> {
-    use base64::Engine as _;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let mut headers = HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        format!("Basic {token}")
+        cairn_auth::Credentials::new(user, password)
+            .authorization()
             .parse()
             .context("an Authorization header")?,
     );

@@ -92,10 +92,9 @@ pub fn client(
         builder = builder.use_preconfigured_tls(tls);
     }
     if let Some((user, password)) = credentials {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let authorization = cairn_auth::Credentials::new(user, password).authorization();
         let mut headers = reqwest::header::HeaderMap::new();
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))
+        let mut value = reqwest::header::HeaderValue::from_str(&authorization)
             .context("credentials that fit a header")?;
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
