@@ -97,6 +97,12 @@ impl RaftSettings {
             // cannot depose a healthy leader when it comes back (Raft thesis §9.6). Needs
             // the `pre-vote` RPC (`network.rs`, `server.rs`).
             enable_pre_vote: Some(true),
+            // Entries go to the followers as soon as they are in the leader's log, not once
+            // the leader's own fsync is done: the leader's fsync and the followers' run side
+            // by side (Raft §10.2.1 of the thesis: the leader may write its log in parallel
+            // with replicating it). Commit still needs a quorum of durable copies, the
+            // leader's counted only once flushed.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
         .validate()

@@ -31,7 +31,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cairn_sql::crash::crash_point;
 use openraft::entry::RaftEntry;
@@ -61,6 +61,9 @@ struct Inner {
     logs: TableDefinition<'static, u64, &'static [u8]>,
     meta: TableDefinition<'static, &'static str, &'static [u8]>,
     flush_tx: mpsc::Sender<IOFlushed<C>>,
+    /// The newest committed log id openraft handed to `save_committed`, encoded, not yet
+    /// written: the flusher writes it in its next durable commit.
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
     /// Dropped after `db` (fields drop in declaration order); see [`LogClosed`].
     open: Arc<()>,
 }
@@ -139,6 +142,8 @@ impl LogStore {
         }
         let (flush_tx, flush_rx) = mpsc::channel::<IOFlushed<C>>();
         let fdb = db.clone();
+        let committed = Arc::new(Mutex::new(None));
+        let fcommitted = committed.clone();
         let open = Arc::new(());
         let flusher_open = open.clone();
         std::thread::Builder::new()
@@ -146,7 +151,7 @@ impl LogStore {
             .spawn(move || {
                 // `flusher` drops its database handle when it returns; only then is this
                 // thread's share of `open` let go.
-                flusher(fdb, meta, flush_rx);
+                flusher(fdb, meta, flush_rx, &fcommitted);
                 drop(flusher_open);
             })?;
         Ok(LogStore {
@@ -155,6 +160,7 @@ impl LogStore {
                 logs,
                 meta,
                 flush_tx,
+                committed,
                 open,
             }),
         })
@@ -208,12 +214,13 @@ impl LogClosed {
     }
 }
 
-/// The flusher thread: one durable commit for every group of queued callbacks. Ends when
-/// every `LogStore` clone is dropped.
+/// The flusher thread: one durable commit for every group of queued callbacks, which also
+/// records the newest committed log id. Ends when every `LogStore` clone is dropped.
 fn flusher(
     db: Arc<Database>,
     meta: TableDefinition<'static, &'static str, &'static [u8]>,
     rx: mpsc::Receiver<IOFlushed<C>>,
+    committed: &Mutex<Option<Vec<u8>>>,
 ) {
     let mut seq: u64 = 0;
     while let Ok(first) = rx.recv() {
@@ -228,6 +235,11 @@ fn flusher(
                 let mut t = tx.open_table(meta).map_err(|e| e.to_string())?;
                 t.insert(KEY_FLUSH, seq.to_be_bytes().as_slice())
                     .map_err(|e| e.to_string())?;
+                let pending = committed.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(c) = pending {
+                    t.insert(KEY_COMMITTED, c.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
             }
             tx.commit().map_err(|e| e.to_string())
         })();
@@ -311,16 +323,34 @@ impl RaftLogStorage<C> for LogStore {
         Ok(())
     }
 
+    /// Keeps `committed` in memory; the flusher writes it in its next durable commit, with
+    /// the appends that follow (no redb transaction of its own for each commit index).
+    /// openraft does not need it persisted (a committed index that is lost is re-learned
+    /// from the leader, and applying resumes from the state machine's own applied index);
+    /// it only saves work after a restart.
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
-        // Not fsynced on its own: it rides on the next durable commit. A committed index
-        // that is lost in a power cut is only re-learned from the leader.
-        self.put_meta(KEY_COMMITTED, &committed, Durability::None)
+        let bytes = encode(&committed)?;
+        *self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
-        Ok(self
-            .get_meta::<Option<LogIdOf<C>>>(KEY_COMMITTED)?
-            .flatten())
+        let pending = self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match pending {
+            Some(b) => Ok(decode::<Option<LogIdOf<C>>>(&b)?),
+            None => Ok(self
+                .get_meta::<Option<LogIdOf<C>>>(KEY_COMMITTED)?
+                .flatten()),
+        }
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
@@ -364,7 +394,10 @@ impl RaftLogStorage<C> for LogStore {
         let bytes = encode(&Some(log_id))?;
         crash_point("log.purge.before");
         let mut tx = self.inner.db.begin_write().map_err(io_err)?;
-        tx.set_durability(Durability::Immediate);
+        // Not fsynced: it rides on the flusher's next durable commit. Lost in a crash, it
+        // only leaves entries the snapshot already covers (and the older purge mark with
+        // them, in the same transaction), which openraft purges again.
+        tx.set_durability(Durability::None);
         {
             let mut m = tx.open_table(self.inner.meta).map_err(io_err)?;
             m.insert(KEY_PURGED, bytes.as_slice()).map_err(io_err)?;

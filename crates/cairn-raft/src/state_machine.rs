@@ -8,9 +8,15 @@
 //!   applied and when a snapshot is taken or installed. After a restart openraft re-applies
 //!   the log from the saved `last_applied` up to the saved commit index; the log is only
 //!   purged up to a snapshot, whose index is saved, so the entries needed are always there.
-//! - A snapshot is taken on the state machine's own task (in `get_snapshot_builder`), so no
-//!   entry is applied while it is written: its contents are exactly those of its
-//!   `last_log_id`.
+//! - A snapshot is pinned on the state machine's own task (in `get_snapshot_builder`, while
+//!   no entry is being applied): a read transaction on every database
+//!   (`Store::pin_snapshot`), so its contents are exactly those of its `last_log_id`. The
+//!   copy itself runs in openraft's snapshot task (`SnapshotBuilder::build_snapshot`, on the
+//!   blocking pool) while entries go on being applied: its cost grows with the data, and
+//!   writes must not wait for it.
+//! - Snapshot files are recorded as current (`current.json`) under one lock, and only when
+//!   newer than the current one: a slow build that finishes after a newer snapshot was
+//!   installed is thrown away.
 //! - SQLite work is blocking: it runs on tokio's blocking pool (`spawn_blocking`), one entry
 //!   at a time, awaited before the next entry is taken, so the order of applying is the
 //!   log's and the runtime may be single- or multi-threaded. (No `block_in_place`, which
@@ -22,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_sql::Store;
-use futures::{Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftStateMachine};
+use futures::{FutureExt, Stream, TryStreamExt};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -37,6 +43,9 @@ type C = TypeConfig;
 type Batch<'a> = (&'a [cairn_sql::Statement], bool);
 
 const KEY_APPLIED: &str = "raft_last_applied";
+
+/// Most normal entries applied in one trip to the blocking pool.
+const APPLY_BATCH: usize = 256;
 
 /// How long an entry is retried after local failures before the state machine stops.
 const LOCAL_RETRY_LIMIT: Duration = Duration::from_secs(600);
@@ -60,6 +69,8 @@ struct SnapshotRecord {
 pub struct StateMachine {
     store: Arc<Store>,
     snapshot_dir: PathBuf,
+    /// Held while `current.json` is read and replaced (builds finish on other tasks).
+    current_lock: Arc<std::sync::Mutex<()>>,
     last_applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
 }
@@ -71,6 +82,17 @@ impl StateMachine {
     /// I/O errors, or saved metadata that cannot be decoded.
     pub fn open(store: Arc<Store>, snapshot_dir: &Path) -> io::Result<StateMachine> {
         std::fs::create_dir_all(snapshot_dir)?;
+        // Leftovers of a build or a receive that a crash interrupted.
+        for entry in std::fs::read_dir(snapshot_dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".building")
+                || name.ends_with(".snap.tmp")
+                || name.contains(".snap.building.")
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         let last_applied = match store.meta(KEY_APPLIED).map_err(io_err)? {
             Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
             None => None,
@@ -82,6 +104,7 @@ impl StateMachine {
         Ok(StateMachine {
             store,
             snapshot_dir: snapshot_dir.to_path_buf(),
+            current_lock: Arc::new(std::sync::Mutex::new(())),
             last_applied,
             membership,
         })
@@ -102,12 +125,31 @@ impl StateMachine {
         }
     }
 
-    fn current_snapshot_record(&self) -> io::Result<Option<SnapshotRecord>> {
-        match std::fs::read(self.snapshot_dir.join(CURRENT_SNAPSHOT)) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io_err)?)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// Applies normal entries in log order on one blocking task, then answers each.
+    async fn apply_normal(
+        &mut self,
+        batch: Vec<(LogIdOf<C>, Command, Option<ApplyResponder<C>>)>,
+    ) -> io::Result<()> {
+        let Some(last) = batch.last().map(|(id, _, _)| *id) else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        let answered = blocking(move || {
+            let mut out = Vec::with_capacity(batch.len());
+            for (id, cmd, responder) in batch {
+                let response = apply_until_done(&store, id.index, &cmd, responder.is_some())?;
+                out.push((response, responder));
+            }
+            Ok(out)
+        })
+        .await?;
+        self.last_applied = Some(last);
+        for (response, responder) in answered {
+            if let Some(r) = responder {
+                r.send(response);
+            }
         }
+        Ok(())
     }
 
     fn snapshot_file_name(meta: &SnapshotMetaOf<C>) -> String {
@@ -224,8 +266,17 @@ fn apply_until_done(
     Err(io::Error::other("retry loop ended"))
 }
 
+/// The current snapshot's record in the snapshot directory `dir`, if any.
+fn current_snapshot_record(dir: &Path) -> io::Result<Option<SnapshotRecord>> {
+    match std::fs::read(dir.join(CURRENT_SNAPSHOT)) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io_err)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Records `file` (inside the snapshot directory `dir`) as the current snapshot and deletes
-/// older snapshot files.
+/// older snapshot files; the caller holds the state machine's `current_lock`.
 fn set_current_snapshot(dir: &Path, meta: &SnapshotMetaOf<C>, file: &str) -> io::Result<()> {
     let rec = SnapshotRecord {
         meta: meta.clone(),
@@ -269,9 +320,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_err(format!("the state machine's blocking task failed: {e}")))?
 }
 
-/// Hands openraft a snapshot that was already written on the state machine's task.
+/// Copies a snapshot pinned on the state machine's task into a file, in openraft's snapshot
+/// task, while entries go on being applied.
 pub struct SnapshotBuilder {
-    snapshot: Option<SnapshotOf<C, tokio::fs::File>>,
+    /// In a mutex only because openraft wants the builder `Sync`; taken once.
+    pinned: std::sync::Mutex<Option<cairn_sql::PinnedSnapshot>>,
+    meta: SnapshotMetaOf<C>,
+    dir: PathBuf,
+    current_lock: Arc<std::sync::Mutex<()>>,
+    /// Why pinning failed, reported by `build_snapshot`.
     error: Option<String>,
 }
 
@@ -279,11 +336,69 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
     type SnapshotData = tokio::fs::File;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, tokio::fs::File>, io::Error> {
-        match (self.snapshot.take(), self.error.take()) {
-            (Some(s), _) => Ok(s),
-            (None, Some(e)) => Err(io::Error::other(e)),
-            (None, None) => Err(io::Error::other("snapshot already taken")),
+        let pinned = self
+            .pinned
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(pinned) = pinned else {
+            return Err(io::Error::other(
+                self.error
+                    .take()
+                    .unwrap_or_else(|| "snapshot already built".to_string()),
+            ));
+        };
+        let started = Instant::now();
+        let name = StateMachine::snapshot_file_name(&self.meta);
+        let (dir, meta, lock) = (
+            self.dir.clone(),
+            self.meta.clone(),
+            self.current_lock.clone(),
+        );
+        let file = name.clone();
+        let current = blocking(move || {
+            // Written under a name openraft and `set_current_snapshot` never look at, then
+            // renamed: a file named `.snap` is always whole.
+            let building = dir.join(format!("{file}.building"));
+            if let Err(e) = pinned.write(&building) {
+                let _ = std::fs::remove_file(&building);
+                return Err(io_err(e));
+            }
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let newer = match current_snapshot_record(&dir)? {
+                Some(rec) => rec.meta.last_log_id < meta.last_log_id,
+                None => true,
+            };
+            if !newer {
+                let _ = std::fs::remove_file(&building);
+                return current_snapshot_record(&dir);
+            }
+            std::fs::rename(&building, dir.join(&file))?;
+            set_current_snapshot(&dir, &meta, &file)?;
+            Ok(Some(SnapshotRecord { meta, file }))
+        })
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "building snapshot failed"))?;
+        let Some(rec) = current else {
+            return Err(io::Error::other("no current snapshot after building one"));
+        };
+        if rec.file == name {
+            tracing::info!(
+                last_log_id = ?self.meta.last_log_id,
+                ms = started.elapsed().as_millis() as u64,
+                "built snapshot"
+            );
+        } else {
+            tracing::info!(
+                last_log_id = ?self.meta.last_log_id,
+                "a newer snapshot was installed while this one was built; serving that one"
+            );
         }
+        let snapshot = tokio::fs::File::open(self.dir.join(&rec.file)).await?;
+        Ok(Snapshot {
+            meta: rec.meta,
+            snapshot,
+        })
     }
 }
 
@@ -301,70 +416,85 @@ impl RaftStateMachine<C> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
     {
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let index = entry.log_id.index;
-            let response = match entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(cmd) => {
-                    let proposer = responder.is_some();
-                    let store = self.store.clone();
-                    blocking(move || apply_until_done(&store, index, &cmd, proposer)).await?
+        // Entries that are ready together are applied in one trip to the blocking pool
+        // (each still in its own SQLite transaction, in log order): one thread hand-off
+        // per batch, not per entry.
+        let mut normal: Vec<(LogIdOf<C>, Command, Option<ApplyResponder<C>>)> = Vec::new();
+        loop {
+            let next = match entries.try_next().now_or_never() {
+                Some(n) => n?,
+                None if !normal.is_empty() => {
+                    self.apply_normal(std::mem::take(&mut normal)).await?;
+                    continue;
                 }
+                None => entries.try_next().await?,
+            };
+            let Some((entry, responder)) = next else {
+                break;
+            };
+            match entry.payload {
+                EntryPayload::Normal(cmd) if normal.len() < APPLY_BATCH => {
+                    normal.push((entry.log_id, cmd, responder));
+                    continue;
+                }
+                EntryPayload::Normal(cmd) => {
+                    self.apply_normal(std::mem::take(&mut normal)).await?;
+                    normal.push((entry.log_id, cmd, responder));
+                    continue;
+                }
+                _ if !normal.is_empty() => self.apply_normal(std::mem::take(&mut normal)).await?,
+                _ => {}
+            }
+            match entry.payload {
+                EntryPayload::Blank | EntryPayload::Normal(_) => {}
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     self.last_applied = Some(entry.log_id);
                     let (store, state) = (self.store.clone(), self.state()?);
                     blocking(move || save_state(&store, &state)).await?;
-                    Response::default()
                 }
-            };
+            }
             self.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
-                r.send(response);
+                r.send(Response::default());
             }
+        }
+        if !normal.is_empty() {
+            self.apply_normal(normal).await?;
         }
         Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let meta = self.meta();
-        let name = Self::snapshot_file_name(&meta);
-        let path = self.snapshot_dir.join(&name);
-        let result = match self.state() {
+        let pinned = match self.state() {
             Ok(state) => {
-                let (store, dir) = (self.store.clone(), self.snapshot_dir.clone());
-                let (meta, name, path) = (meta.clone(), name.clone(), path.clone());
+                let store = self.store.clone();
                 blocking(move || {
-                    store.write_snapshot(&path).map_err(io_err)?;
-                    store.checkpoint().map_err(io_err)?;
+                    // Pinning also makes what was applied durable, so `last_applied` may be
+                    // saved now: a restart then starts from here, not from an older
+                    // snapshot (see `Store::pin_snapshot`).
+                    let pinned = store.pin_snapshot().map_err(io_err)?;
                     save_state(&store, &state)?;
-                    set_current_snapshot(&dir, &meta, &name)
+                    Ok(pinned)
                 })
                 .await
             }
             Err(e) => Err(e),
         };
-        match result {
-            Ok(()) => match tokio::fs::File::open(&path).await {
-                Ok(file) => SnapshotBuilder {
-                    snapshot: Some(Snapshot {
-                        meta,
-                        snapshot: file,
-                    }),
-                    error: None,
-                },
-                Err(e) => SnapshotBuilder {
-                    snapshot: None,
-                    error: Some(e.to_string()),
-                },
-            },
+        let (pinned, error) = match pinned {
+            Ok(p) => (Some(p), None),
             Err(e) => {
-                tracing::error!(error = %e, "building snapshot failed");
-                SnapshotBuilder {
-                    snapshot: None,
-                    error: Some(e.to_string()),
-                }
+                tracing::error!(error = %e, "pinning a snapshot failed");
+                (None, Some(e.to_string()))
             }
+        };
+        SnapshotBuilder {
+            pinned: std::sync::Mutex::new(pinned),
+            meta,
+            dir: self.snapshot_dir.clone(),
+            current_lock: self.current_lock.clone(),
+            error,
         }
     }
 
@@ -384,7 +514,9 @@ impl RaftStateMachine<C> for StateMachine {
         tokio::fs::rename(&tmp, &path).await?;
         let (store, dir, owned_meta) =
             (self.store.clone(), self.snapshot_dir.clone(), meta.clone());
+        let current_lock = self.current_lock.clone();
         blocking(move || {
+            let _guard = current_lock.lock().unwrap_or_else(|e| e.into_inner());
             // The snapshot is recorded first: openraft purges the log up to it, and at
             // start-up it installs a current snapshot newer than the applied state, so a
             // crash after this line is repaired by installing it again. The databases and
@@ -411,7 +543,11 @@ impl RaftStateMachine<C> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<C, tokio::fs::File>>, io::Error> {
-        let Some(rec) = self.current_snapshot_record()? else {
+        let rec = {
+            let _guard = self.current_lock.lock().unwrap_or_else(|e| e.into_inner());
+            current_snapshot_record(&self.snapshot_dir)?
+        };
+        let Some(rec) = rec else {
             return Ok(None);
         };
         let file = tokio::fs::File::open(self.snapshot_dir.join(&rec.file)).await?;
@@ -495,5 +631,79 @@ mod tests {
             2,
             "the installed snapshot holds the applied entries"
         );
+    }
+
+    /// The snapshot is pinned when openraft asks for the builder; entries applied while it is
+    /// being built are not in it, and applying them does not wait for it.
+    #[tokio::test]
+    async fn a_snapshot_holds_what_was_applied_when_it_was_asked_for() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let (store, mut sm) = open(a.path());
+        let first = vec![
+            Ok((execute(1, "CREATE TABLE t (v)"), None)),
+            Ok((execute(2, "INSERT INTO t VALUES (7)"), None)),
+        ];
+        sm.apply(futures::stream::iter(first)).await.expect("apply");
+        let mut builder = sm.get_snapshot_builder().await;
+        let later = vec![
+            Ok((execute(3, "INSERT INTO t VALUES (8)"), None)),
+            Ok((execute(4, "INSERT INTO t VALUES (9)"), None)),
+        ];
+        sm.apply(futures::stream::iter(later))
+            .await
+            .expect("apply while pinned");
+        assert_eq!(
+            store
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            4
+        );
+        let snap = builder.build_snapshot().await.expect("snapshot");
+        assert_eq!(snap.meta.last_log_id, Some(log_id::<C>(1, 1, 2)));
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta.last_log_id, Some(log_id::<C>(1, 1, 2)));
+
+        let b = tempfile::tempdir().expect("tempdir");
+        let (store_b, mut sm_b) = open(b.path());
+        sm_b.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(
+            store_b
+                .applied_index(cairn_sql::DEFAULT_DATABASE)
+                .expect("index"),
+            2
+        );
+        // A build that finishes after a newer snapshot was recorded is thrown away.
+        let mut old = sm.get_snapshot_builder().await;
+        sm.apply(futures::stream::iter(vec![Ok((
+            execute(5, "INSERT INTO t VALUES (10)"),
+            None,
+        ))]))
+        .await
+        .expect("apply");
+        let new = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("newer");
+        assert_eq!(new.meta.last_log_id, Some(log_id::<C>(1, 1, 5)));
+        let served = old.build_snapshot().await.expect("older");
+        assert_eq!(
+            served.meta.last_log_id,
+            Some(log_id::<C>(1, 1, 5)),
+            "the newer one is served"
+        );
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta.last_log_id, Some(log_id::<C>(1, 1, 5)));
     }
 }

@@ -530,7 +530,7 @@ fn create_internal_tables(conn: &Connection, migrate_legacy: bool) -> Result<(),
     Ok(())
 }
 
-fn read_applied(c: &Connection) -> Result<u64, Error> {
+pub(crate) fn read_applied(c: &Connection) -> Result<u64, Error> {
     use rusqlite::OptionalExtension;
     let v: Option<i64> = c
         .prepare_cached(&format!("SELECT v FROM {STATE_TABLE} WHERE k = 1"))?

@@ -19,7 +19,7 @@ pub use result::{
     render_value, Encoding, Outcome, Rendered, RenderedAll, Rows, StatementError, StatementResult,
 };
 pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
-pub use store::{validate_name, Store, DEFAULT_DATABASE};
+pub use store::{validate_name, PinnedSnapshot, Store, DEFAULT_DATABASE};
 pub use value::{Params, Statement, Value};
 
 /// Errors of the SQL layer. Each maps to one stable API error code upstream.

@@ -582,54 +582,70 @@ impl Store {
         Ok(())
     }
 
-    /// Checkpoints every database's WAL into its main file (which SQLite fsyncs), so that
-    /// everything applied so far is on disk before the caller records it as applied.
-    ///
-    /// # Errors
-    /// [`Error::Sqlite`].
-    pub fn checkpoint(&self) -> Result<(), Error> {
-        let handles: Vec<_> = self
-            .dbs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for h in handles {
-            lock(&h.writer).exec("PRAGMA wal_checkpoint(TRUNCATE)")?;
-        }
-        Ok(())
-    }
-
-    /// Writes a snapshot of every database to `dest`: a small archive of `VACUUM INTO`
-    /// copies (magic, then per file: name length u32 BE, name, size u64 BE, bytes).
-    /// Writers are locked for the duration, so the copies are of one applied index.
+    /// Writes a snapshot of every database to `dest` ([`Store::pin_snapshot`], then
+    /// [`PinnedSnapshot::write`]).
     ///
     /// # Errors
     /// [`Error::Io`], [`Error::Sqlite`].
     pub fn write_snapshot(&self, dest: &Path) -> Result<(), Error> {
-        let map = self.dbs.read().unwrap_or_else(|e| e.into_inner());
-        let tmpdir = self.root.join("snapshot.tmp");
-        let _ = fs::remove_dir_all(&tmpdir);
-        fs::create_dir_all(&tmpdir)?;
-        let guards: Vec<_> = map.iter().map(|(n, h)| (n, lock(&h.writer))).collect();
-        let mut out = BufWriter::new(File::create(dest)?);
-        out.write_all(SNAPSHOT_MAGIC)?;
-        for (name, w) in &guards {
-            let copy = tmpdir.join(format!("{name}.sqlite"));
-            w.internal(|c| c.execute("VACUUM INTO ?1", [copy.to_string_lossy()]))?;
-            let len = fs::metadata(&copy)?.len();
-            let name_bytes = name.as_bytes();
-            out.write_all(&u32::try_from(name_bytes.len()).unwrap_or(0).to_be_bytes())?;
-            out.write_all(name_bytes)?;
-            out.write_all(&len.to_be_bytes())?;
-            std::io::copy(&mut File::open(&copy)?, &mut out)?;
-            fs::remove_file(&copy)?;
+        self.pin_snapshot()?.write(dest)
+    }
+
+    /// Pins a consistent view of every database as it is now, to be copied later
+    /// ([`PinnedSnapshot::write`]) while writes go on: each database gets its own read-only
+    /// connection with an open read transaction, which in WAL mode keeps seeing the
+    /// database as of this call whatever is committed afterwards (SQLite, "Write-Ahead
+    /// Logging", §2.2 "Concurrency"). Taking it costs milliseconds whatever the size of
+    /// the data: the copying happens in `write`.
+    ///
+    /// The view is also made durable: every database's WAL (and main file) is fsynced, so
+    /// that once the caller records the entries applied so far as applied, they survive a
+    /// crash. (Commits run with `synchronous=NORMAL`, which leaves the WAL unsynced;
+    /// SQLite fsyncs the main file after every complete checkpoint, and only a complete
+    /// checkpoint lets the WAL restart, so a synced WAL means every commit so far is on
+    /// disk.)
+    ///
+    /// Call it while no entry is being applied (the state machine's own task), so that the
+    /// view is that of one applied index.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Sqlite`].
+    pub fn pin_snapshot(&self) -> Result<PinnedSnapshot, Error> {
+        let handles: Vec<(String, Arc<DbHandle>)> = self
+            .dbs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect();
+        let mut views = Vec::with_capacity(handles.len());
+        for (name, h) in handles {
+            // The writer's lock keeps a load or a drop of this database from running while
+            // its view is pinned.
+            let _writer = lock(&h.writer);
+            let conn = Connection::open_with_flags(
+                &h.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch("BEGIN DEFERRED")?;
+            // The first read opens the read transaction: the view is fixed from here on.
+            let applied = database::read_applied(&conn)?;
+            for suffix in ["-wal", ""] {
+                match File::open(format!("{}{suffix}", h.path.display())) {
+                    Ok(f) => f.sync_all()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            views.push(PinnedDb {
+                name,
+                conn,
+                applied,
+            });
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        drop(guards);
-        let _ = fs::remove_dir_all(&tmpdir);
-        Ok(())
+        Ok(PinnedSnapshot { views })
     }
 
     /// Replaces every database with the contents of snapshot `src` (written by
@@ -682,6 +698,90 @@ impl Store {
         remove_stale_generations(&self.root, &staging)?;
         Ok(())
     }
+}
+
+/// One database's pinned view: a read-only connection inside a read transaction.
+struct PinnedDb {
+    name: String,
+    conn: Connection,
+    /// The applied index the view holds.
+    applied: u64,
+}
+
+/// A consistent view of every database, taken by [`Store::pin_snapshot`], that
+/// [`PinnedSnapshot::write`] copies into a snapshot archive. Holding it keeps each
+/// database's WAL from restarting (it grows while the copy runs); dropping it releases the
+/// views.
+pub struct PinnedSnapshot {
+    views: Vec<PinnedDb>,
+}
+
+impl PinnedSnapshot {
+    /// The databases in the view with the applied index each holds, sorted by name.
+    pub fn applied(&self) -> Vec<(String, u64)> {
+        self.views
+            .iter()
+            .map(|v| (v.name.clone(), v.applied))
+            .collect()
+    }
+
+    /// Writes the view to `dest` as a snapshot archive (magic, then per database: name
+    /// length u32 BE, name, size u64 BE, the file's bytes) and fsyncs it. Each database is
+    /// copied page by page with SQLite's online backup API from its pinned read
+    /// transaction, so writers are not blocked however long the copy takes. Meant for a
+    /// blocking thread; it takes no lock of the store.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Sqlite`]; `dest` may then be left partly written.
+    pub fn write(self, dest: &Path) -> Result<(), Error> {
+        let mut out = BufWriter::new(File::create(dest)?);
+        out.write_all(SNAPSHOT_MAGIC)?;
+        for view in &self.views {
+            let copy = PathBuf::from(format!("{}.{}.tmp", dest.display(), view.name));
+            let result = copy_view(view, &copy, &mut out);
+            let _ = fs::remove_file(&copy);
+            result?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Copies one pinned database into a file at `copy` (the backup API needs a database as
+/// its destination), then appends that file to the archive `out`.
+fn copy_view(view: &PinnedDb, copy: &Path, out: &mut impl Write) -> Result<(), Error> {
+    let _ = fs::remove_file(copy);
+    {
+        let mut dst = Connection::open(copy)?;
+        // A scratch file: it is fsynced as part of the archive, never used as a database.
+        dst.pragma_update(None, "journal_mode", "OFF")?;
+        dst.pragma_update(None, "synchronous", "OFF")?;
+        let backup = rusqlite::backup::Backup::new(&view.conn, &mut dst)?;
+        // Every page in one step: the source's read transaction is the pinned one, so the
+        // copy is of the pinned view (SQLite, "Online Backup API", sqlite3_backup_step).
+        match backup.step(-1)? {
+            rusqlite::backup::StepResult::Done => {}
+            other => {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "snapshot copy of {} did not finish: {other:?}",
+                    view.name
+                ))))
+            }
+        }
+    }
+    let len = fs::metadata(copy)?.len();
+    let name = view.name.as_bytes();
+    out.write_all(&u32::try_from(name.len()).unwrap_or(0).to_be_bytes())?;
+    out.write_all(name)?;
+    out.write_all(&len.to_be_bytes())?;
+    let copied = std::io::copy(&mut File::open(copy)?, out)?;
+    if copied != len {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "snapshot copy of {} changed size while being archived",
+            view.name
+        ))));
+    }
+    Ok(())
 }
 
 /// After SQLite itself ended the entry's transaction (an `OR ROLLBACK` conflict, a
@@ -1078,6 +1178,50 @@ mod tests {
         s2.drop_database("school").expect("drop");
         assert!(!s2.exists("school"));
         assert!(s2.drop_database("main").is_err());
+    }
+
+    #[test]
+    fn a_pinned_snapshot_holds_its_view_while_writes_go_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE k (n)", "INSERT INTO k VALUES (1)"]),
+            false,
+            None,
+        )
+        .expect("apply");
+        let pinned = s.pin_snapshot().expect("pin");
+        assert_eq!(pinned.applied(), vec![("main".to_string(), 1)]);
+        // Writes are not blocked by the pinned view, and it does not see them.
+        for i in 2..=50u64 {
+            s.apply_execute(
+                i,
+                &CTX,
+                "main",
+                &stmts(&["INSERT INTO k VALUES (2)"]),
+                false,
+                None,
+            )
+            .expect("apply while pinned");
+        }
+        let snap = dir.path().join("snap.bin");
+        pinned.write(&snap).expect("write");
+        assert_eq!(
+            first_value(&s, "main", "SELECT count(*) FROM k"),
+            crate::Value::Integer(50)
+        );
+
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let s2 = Store::open(dir2.path()).expect("open");
+        s2.restore_snapshot(&snap, &[]).expect("restore");
+        assert_eq!(s2.applied_index("main").expect("index"), 1);
+        assert_eq!(
+            first_value(&s2, "main", "SELECT count(*) FROM k"),
+            crate::Value::Integer(1)
+        );
     }
 
     #[test]
