@@ -66,6 +66,11 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The store's checkpointer thread checkpoints (`store.rs`), never a commit here: a
+        // commit that follows a long-held reader would otherwise copy the whole backlog.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A WAL that grew while a snapshot held it is cut back to this when it restarts.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         create_internal_tables(&conn, true)?;
         let guard = sandbox::secure(&conn, Role::Writer)?;

@@ -64,6 +64,9 @@ struct DbHandle {
     path: PathBuf,
     writer: Mutex<Db>,
     readers: Mutex<Vec<Db>>,
+    /// The checkpointer thread's connection (see [`checkpointer`]), opened on first use
+    /// and closed before the file is replaced or removed.
+    checkpointer: Mutex<Option<Connection>>,
 }
 
 impl DbHandle {
@@ -73,7 +76,36 @@ impl DbHandle {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            checkpointer: Mutex::new(None),
         })
+    }
+
+    /// Copies what it can of the WAL into the database file (`PRAGMA
+    /// wal_checkpoint(PASSIVE)`: never waits for the writer or readers, and skips frames a
+    /// reader still needs), fsyncing the WAL before and the file after. Runs on the
+    /// checkpointer thread, on its own connection, so the state machine's writer never
+    /// checkpoints: its commits stay short even after a snapshot held the WAL for a long
+    /// copy.
+    fn checkpoint_passive(&self) -> Result<(), Error> {
+        let mut slot = lock(&self.checkpointer);
+        let conn = match slot.take() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path)?;
+                // `synchronous` is FULL by default: the checkpoint fsyncs.
+                c.busy_timeout(std::time::Duration::from_millis(100))?;
+                c
+            }
+        };
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        *slot = Some(conn);
+        Ok(())
+    }
+
+    /// Closes the checkpointer's connection (before the file is replaced or removed: a
+    /// read-write connection closing after that could remove the new file's WAL).
+    fn close_checkpointer(&self) {
+        *lock(&self.checkpointer) = None;
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Db) -> T) -> Result<T, Error> {
@@ -112,7 +144,8 @@ struct Generation {
 /// All databases of one node, under `dir`.
 pub struct Store {
     root: PathBuf,
-    dbs: RwLock<BTreeMap<String, Arc<DbHandle>>>,
+    /// Shared with the checkpointer thread, which ends once the store is dropped.
+    dbs: Arc<RwLock<BTreeMap<String, Arc<DbHandle>>>>,
     current: Mutex<Generation>,
 }
 
@@ -176,10 +209,14 @@ impl Store {
         let meta = open_meta(&gen_dir)?;
         let store = Store {
             root: dir.to_path_buf(),
-            dbs: RwLock::new(BTreeMap::new()),
+            dbs: Arc::new(RwLock::new(BTreeMap::new())),
             current: Mutex::new(Generation { dir: gen_dir, meta }),
         };
         store.load_handles()?;
+        let dbs = Arc::downgrade(&store.dbs);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(&dbs))?;
         Ok(store)
     }
 
@@ -403,6 +440,7 @@ impl Store {
             .remove(name)
             .ok_or_else(|| Error::NoSuchDatabase(name.to_string()))?;
         let path = h.path.clone();
+        h.close_checkpointer();
         drop(h);
         remove_db_files(&path)?;
         Ok(())
@@ -454,6 +492,7 @@ impl Store {
             }
         }
         map.remove(db);
+        old.close_checkpointer();
         drop(old);
         for suffix in ["-wal", "-shm", "-journal"] {
             match fs::remove_file(format!("{}{suffix}", path.display())) {
@@ -687,6 +726,9 @@ impl Store {
         sync_dir(&self.root)?;
         crash_point("snapshot.swapped");
 
+        for h in map.values() {
+            h.close_checkpointer();
+        }
         map.clear();
         {
             let mut cur = lock(&self.current);
@@ -697,6 +739,41 @@ impl Store {
         self.load_handles()?;
         remove_stale_generations(&self.root, &staging)?;
         Ok(())
+    }
+}
+
+/// WAL size above which the checkpointer copies it into the database file, in bytes (about
+/// SQLite's own default of 1,000 pages of 4 KiB).
+const CHECKPOINT_WAL_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How often the checkpointer looks at the WALs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The checkpointer thread: every [`CHECKPOINT_EVERY`], each database whose WAL is over
+/// [`CHECKPOINT_WAL_BYTES`] is checkpointed ([`DbHandle::checkpoint_passive`]). Ends when the
+/// store is dropped. A failed checkpoint is logged and tried again next round: the WAL
+/// only grows meanwhile.
+fn checkpointer(dbs: &std::sync::Weak<RwLock<BTreeMap<String, Arc<DbHandle>>>>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(map) = dbs.upgrade() else {
+            return;
+        };
+        let handles: Vec<Arc<DbHandle>> = map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        drop(map);
+        for h in handles {
+            let wal = fs::metadata(format!("{}-wal", h.path.display())).map_or(0, |m| m.len());
+            if wal > CHECKPOINT_WAL_BYTES {
+                if let Err(e) = h.checkpoint_passive() {
+                    tracing::warn!(db = %h.path.display(), error = %e, "checkpoint failed; will retry");
+                }
+            }
+        }
     }
 }
 
@@ -1222,6 +1299,41 @@ mod tests {
             first_value(&s2, "main", "SELECT count(*) FROM k"),
             crate::Value::Integer(1)
         );
+    }
+
+    #[test]
+    fn the_checkpointer_moves_the_wal_into_the_file_without_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE b (v)"]),
+            false,
+            None,
+        )
+        .expect("apply");
+        for i in 2..=40u64 {
+            s.apply_execute(
+                i,
+                &CTX,
+                "main",
+                &stmts(&["INSERT INTO b VALUES (randomblob(200000))"]),
+                false,
+                None,
+            )
+            .expect("apply");
+        }
+        let file = s.db_path("main");
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while fs::metadata(&file).map_or(0, |m| m.len()) < 6_000_000 {
+            assert!(
+                Instant::now() < deadline,
+                "the WAL was not checkpointed within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]
