@@ -17,8 +17,9 @@
 //! - Snapshot files are recorded as current (`current.json`) under one lock, and only when
 //!   newer than the current one: a slow build that finishes after a newer snapshot was
 //!   installed is thrown away.
-//! - SQLite work is blocking: it runs on tokio's blocking pool (`spawn_blocking`), one entry
-//!   at a time, awaited before the next entry is taken, so the order of applying is the
+//! - SQLite work is blocking: it runs on tokio's blocking pool (`spawn_blocking`), the
+//!   entries that are ready together in one task, each in its own SQLite transaction, in
+//!   log order, awaited before the next ones are taken, so the order of applying is the
 //!   log's and the runtime may be single- or multi-threaded. (No `block_in_place`, which
 //!   needs a multi-threaded runtime.)
 
@@ -295,6 +296,32 @@ fn set_current_snapshot(dir: &Path, meta: &SnapshotMetaOf<C>, file: &str) -> io:
     Ok(())
 }
 
+/// Gives the open file `file` a second name, `to` (a hard link), when the OS can say where
+/// it is (Linux: `/proc/self/fd`) and `to` is on the same file system; the link is checked
+/// to be the very same file (device and inode). Any failure leaves `to` absent, and the
+/// caller copies instead.
+fn link_open_file(file: &tokio::fs::File, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let from = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let open = std::fs::metadata(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        std::fs::hard_link(&from, to)?;
+        let linked = std::fs::metadata(to)?;
+        if linked.dev() != open.dev() || linked.ino() != open.ino() {
+            let _ = std::fs::remove_file(to);
+            return Err(io::Error::other("the linked name is another file"));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, to);
+        Err(io::Error::other("linking an open file needs Linux"))
+    }
+}
+
 /// The state machine's saved state, encoded: `last_applied` and the membership.
 struct State {
     applied: Vec<u8>,
@@ -506,7 +533,11 @@ impl RaftStateMachine<C> for StateMachine {
         let name = Self::snapshot_file_name(meta);
         let path = self.snapshot_dir.join(&name);
         let tmp = self.snapshot_dir.join(format!("{name}.tmp"));
-        {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        if link_open_file(&snapshot, &tmp).is_ok() {
+            // The received file itself becomes the snapshot: no copy of the data.
+            snapshot.sync_all().await?;
+        } else {
             let mut out = tokio::fs::File::create(&tmp).await?;
             tokio::io::copy(&mut snapshot, &mut out).await?;
             out.sync_all().await?;
