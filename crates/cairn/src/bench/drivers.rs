@@ -1,5 +1,6 @@
 //! One client operation against the system under test: Cairn through its rqlite-compatible
-//! HTTP API, one SQLite file in this process, or etcd through its JSON gateway.
+//! HTTP API, one SQLite file in this process, or etcd through its JSON gateway or (with the
+//! `etcd-grpc` feature) its gRPC API.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use anyhow::bail;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+#[cfg(feature = "etcd-grpc")]
+use super::etcd_grpc::EtcdGrpc;
 use super::{Workload, BATCH_ROWS, PRELOAD};
 
 /// One client operation against the system under test.
@@ -25,6 +28,8 @@ pub(super) enum Driver {
         http: reqwest::Client,
         urls: Arc<Vec<String>>,
     },
+    #[cfg(feature = "etcd-grpc")]
+    EtcdGrpc(EtcdGrpc),
 }
 
 thread_local! {
@@ -42,6 +47,8 @@ impl Driver {
                 urls[client % urls.len()].clone()
             }
             Driver::Sqlite { .. } => String::new(),
+            #[cfg(feature = "etcd-grpc")]
+            Driver::EtcdGrpc(_) => String::new(),
         }
     }
 
@@ -95,6 +102,15 @@ impl Driver {
                 if preload {
                     for id in 1..=PRELOAD {
                         self.etcd_put(0, &format!("bench/{id}"), value).await?;
+                    }
+                }
+                Ok(())
+            }
+            #[cfg(feature = "etcd-grpc")]
+            Driver::EtcdGrpc(etcd) => {
+                if preload {
+                    for id in 1..=PRELOAD {
+                        etcd.put(0, &format!("bench/{id}"), value).await?;
                     }
                 }
                 Ok(())
@@ -308,6 +324,29 @@ impl Driver {
             (Driver::Etcd { .. }, _) => {
                 self.etcd_get(client, &format!("bench/{read_id}"), false)
                     .await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::Insert) => {
+                etcd.put(client, &format!("bench/{id}"), value).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::Batch) => {
+                // 100 puts in one transaction, as the Cairn batch is 100 rows in one.
+                let kvs = (0..BATCH_ROWS as u64).map(|k| {
+                    (
+                        format!("bench/{}", id * BATCH_ROWS as u64 + k),
+                        value.to_string(),
+                    )
+                });
+                etcd.put_all(client, kvs).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::ReadNone | Workload::ReadWeak) => {
+                etcd.get(client, &format!("bench/{read_id}"), true).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), _) => {
+                etcd.get(client, &format!("bench/{read_id}"), false).await
             }
         }
     }

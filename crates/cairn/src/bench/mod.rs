@@ -2,12 +2,16 @@
 //! same workload from concurrent clients, and reports throughput and latency percentiles
 //! (HDR histogram). Speed is measured here, never asserted in tests.
 //!
-//! - `drivers.rs`: one client operation per system (Cairn's rqlite API, SQLite alone, etcd).
+//! - `drivers.rs`: one client operation per system (Cairn's rqlite API, SQLite alone, etcd's
+//!   JSON gateway).
+//! - `etcd_grpc.rs`: etcd through its gRPC API (the `etcd-grpc` feature).
 //! - `spawn.rs`: local clusters for `--spawn` (Cairn's through `cairn_launch`, etcd's).
 //! - `measure.rs`: the timed run and the failover trials.
 //! - `report.rs`: the one-line table and the JSON objects printed.
 
 mod drivers;
+#[cfg(feature = "etcd-grpc")]
+mod etcd_grpc;
 mod measure;
 mod report;
 mod spawn;
@@ -26,6 +30,10 @@ use spawn::{spawn_cairn, spawn_etcd, wait_ok};
 const PRELOAD: u64 = 1000;
 /// Rows per request in the `batch` workload.
 const BATCH_ROWS: usize = 100;
+
+/// Why `--system etcd-grpc` fails in a build without the `etcd-grpc` feature.
+const NO_ETCD_GRPC: &str = "--system etcd-grpc is not in this build of cairn: build it with \
+     `cargo build --release -p cairn --features etcd-grpc`";
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,6 +65,21 @@ pub enum System {
     Sqlite,
     /// etcd v3 through its JSON gateway (puts; serializable or linearizable gets).
     Etcd,
+    /// etcd v3 through its native gRPC API (needs a cairn built with `--features
+    /// etcd-grpc`).
+    EtcdGrpc,
+}
+
+impl System {
+    /// The name on the command line and in the JSON output: `cairn`, `etcd-grpc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Cairn => "cairn",
+            System::Sqlite => "sqlite",
+            System::Etcd => "etcd",
+            System::EtcdGrpc => "etcd-grpc",
+        }
+    }
 }
 
 /// Flags of `cairn bench`.
@@ -114,6 +137,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
+    if args.system == System::EtcdGrpc && !cfg!(feature = "etcd-grpc") {
+        bail!(NO_ETCD_GRPC);
+    }
     if (args.spawn_tls || args.spawn_auth)
         && !(args.system == System::Cairn && args.spawn.is_some())
     {
@@ -139,7 +165,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             http = secured.client(builder())?;
             Some(spawned)
         }
-        (System::Etcd, Some(n)) => Some(spawn_etcd(n, &http).await?),
+        (System::Etcd | System::EtcdGrpc, Some(n)) => Some(spawn_etcd(n, &http).await?),
         _ => None,
     };
     let urls: Vec<String> = match &spawned {
@@ -164,7 +190,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| tmp.path().join("bench.sqlite")),
         },
-        System::Cairn | System::Etcd if urls.is_empty() => bail!("give --addr or --spawn"),
+        System::Cairn | System::Etcd | System::EtcdGrpc if urls.is_empty() => {
+            bail!("give --addr or --spawn")
+        }
         System::Cairn => Driver::Cairn {
             http: http.clone(),
             urls: Arc::new(urls.clone()),
@@ -173,6 +201,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             http: http.clone(),
             urls: Arc::new(urls.clone()),
         },
+        #[cfg(feature = "etcd-grpc")]
+        System::EtcdGrpc => {
+            Driver::EtcdGrpc(etcd_grpc::EtcdGrpc::connect(&urls, args.clients).await?)
+        }
+        #[cfg(not(feature = "etcd-grpc"))]
+        System::EtcdGrpc => bail!(NO_ETCD_GRPC),
     };
     let reads = matches!(
         args.workload,

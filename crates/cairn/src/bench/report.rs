@@ -28,7 +28,7 @@ pub(super) fn report_json(args: &BenchArgs, r: &Report) -> Value {
         1
     };
     json!({
-        "system": format!("{:?}", args.system).to_lowercase(),
+        "system": args.system.name(),
         "workload": format!("{:?}", args.workload),
         "clients": args.clients,
         "value_size": args.value_size,
@@ -77,7 +77,7 @@ pub(super) fn print_failover(
     let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     let median = median(&ms);
     let j = json!({
-        "system": format!("{system:?}").to_lowercase(),
+        "system": system.name(),
         "workload": "Failover",
         "clients": args.clients,
         "trials": args.trials,
@@ -92,7 +92,7 @@ pub(super) fn print_failover(
     } else {
         println!(
             "{} failover: first acknowledged write after {:?} ms (median {:.0} ms); {} acknowledged writes, {lost} lost",
-            j["system"].as_str().unwrap_or(""),
+            system.name(),
             ms.iter().map(|m| m.round()).collect::<Vec<_>>(),
             median.unwrap_or(f64::NAN),
             acknowledged

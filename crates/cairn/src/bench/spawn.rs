@@ -190,7 +190,8 @@ fn which(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Index of the current leader among the spawned nodes.
+/// Index of the current leader among the spawned nodes (etcd's through its JSON gateway,
+/// or with `etcd-grpc` its gRPC maintenance status).
 pub(super) async fn find_leader(
     system: System,
     http: &reqwest::Client,
@@ -201,6 +202,13 @@ pub(super) async fn find_leader(
     while Instant::now() < deadline {
         for (i, u) in s.urls.iter().enumerate() {
             if Some(i) == skip {
+                continue;
+            }
+            #[cfg(feature = "etcd-grpc")]
+            if system == System::EtcdGrpc {
+                if super::etcd_grpc::is_leader(u).await {
+                    return Ok(i);
+                }
                 continue;
             }
             let req = match system {
