@@ -113,6 +113,15 @@ pub(super) fn median(xs: &[f64]) -> Option<f64> {
     }
 }
 
+/// Prints one run of a lifecycle workload: `j` with `--json`, else `line`.
+pub(super) fn print_object(args: &BenchArgs, j: &Value, line: &str) {
+    if args.json {
+        println!("{j}");
+    } else {
+        println!("{line}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::median;
