@@ -6,16 +6,24 @@
 //! member `k mod N`, as the HTTP drivers spread their clients. etcd's own benchmark tool
 //! shares `--conns` connections among `--clients` clients instead; one each keeps the
 //! comparison with Cairn's HTTP clients (one keep-alive connection each) even.
+//!
+//! Each client is a plain lazy tonic channel to its one member, not the balanced channel
+//! `Client::connect` builds: a balanced channel whose only member is down waits for it to
+//! come back, so a bench client on a killed leader would hang instead of failing over to
+//! the next member (as an HTTP client, refused at once, does). A lazy channel fails the
+//! call when it cannot connect, and connects again on a later call.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Channel, Client, GetOptions, Txn, TxnOp};
 
-/// How long one request may take. A balanced tonic channel whose only member is down
-/// waits for it to come back rather than failing, so every call is bounded here too.
+/// How long one request may take (a member that accepted it may hold it until its own
+/// request timeout, about 7 s, when its leader is gone).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to a member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// gRPC clients to an etcd cluster, one per bench client.
 #[derive(Clone)]
@@ -23,20 +31,20 @@ pub(super) struct EtcdGrpc {
     conns: Arc<Vec<Client>>,
 }
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(REQUEST_TIMEOUT)
-}
-
 /// A client of the one member at `url` (`http://HOST:PORT`); connects lazily.
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    Client::connect([url], Some(options()))
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("etcd member URL {url}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true);
+    Client::from_channel(Channel::Tonic(endpoint.connect_lazy()), None)
         .await
         .with_context(|| format!("etcd gRPC client for {url}"))
 }
 
-/// `fut`, failed when it takes longer than [`REQUEST_TIMEOUT`].
+/// `fut`, failed when it takes longer than [`REQUEST_TIMEOUT`] (a second bound beside the
+/// channel's own).
 async fn bounded<T>(
     fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> anyhow::Result<T> {
