@@ -173,7 +173,7 @@ lines.append(("failover: acknowledged writes lost", lost(fc), "-", "-", lost(fe)
 sc, ss = first("cairn", "SnapshotStall"), first("sqlite", "SnapshotStall")
 stall_rows = fv(sc, "rows") or fv(ss, "rows") or n_rows
 note = "" if stall_rows == 1_000_000 else " (goal: at 1,000,000 rows)"
-line(f"preload rows/s ({stall_rows:,} rows, 1,000-row txns, 4 loaders)",
+line(f"snapshot-stall: preload rows/s ({stall_rows:,} rows, 1,000-row txns, 4 loaders)",
      fv(sc, "load_rows_per_s"), fv(ss, "load_rows_per_s"), None)
 snaps = fv(sc, "snapshots")
 snapped = snaps is not None and sum(snaps) > 0
