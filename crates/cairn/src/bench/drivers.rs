@@ -1,15 +1,24 @@
 //! One client operation against the system under test: Cairn through its rqlite-compatible
-//! HTTP API, one SQLite file in this process, or etcd through its JSON gateway.
+//! HTTP API, one SQLite file in this process, or etcd through its JSON gateway or (with the
+//! `etcd-grpc` feature) its gRPC API; and the bulk load of `--rows` rows.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+#[cfg(feature = "etcd-grpc")]
+use super::etcd_grpc::EtcdGrpc;
 use super::{Workload, BATCH_ROWS, PRELOAD};
+
+/// Rows per transaction of the bulk load (`--rows`).
+pub(super) const LOAD_TXN_ROWS: u64 = 1000;
+/// Concurrent loaders of the bulk load.
+pub(super) const LOADERS: usize = 4;
 
 /// One client operation against the system under test.
 #[derive(Clone)]
@@ -25,6 +34,8 @@ pub(super) enum Driver {
         http: reqwest::Client,
         urls: Arc<Vec<String>>,
     },
+    #[cfg(feature = "etcd-grpc")]
+    EtcdGrpc(EtcdGrpc),
 }
 
 thread_local! {
@@ -42,6 +53,8 @@ impl Driver {
                 urls[client % urls.len()].clone()
             }
             Driver::Sqlite { .. } => String::new(),
+            #[cfg(feature = "etcd-grpc")]
+            Driver::EtcdGrpc(_) => String::new(),
         }
     }
 
@@ -99,15 +112,29 @@ impl Driver {
                 }
                 Ok(())
             }
+            #[cfg(feature = "etcd-grpc")]
+            Driver::EtcdGrpc(etcd) => {
+                if preload {
+                    for id in 1..=PRELOAD {
+                        etcd.put(0, &format!("bench/{id}"), value).await?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
     async fn cairn_exec(&self, client: usize, body: Value, flags: &str) -> anyhow::Result<()> {
+        self.cairn_exec_at(&self.url(client), body, flags).await
+    }
+
+    /// Posts `body` to `/db/execute` on the node at `url`; fails on an HTTP or SQL error.
+    async fn cairn_exec_at(&self, url: &str, body: Value, flags: &str) -> anyhow::Result<()> {
         let Driver::Cairn { http, .. } = self else {
             bail!("not cairn")
         };
         let resp = http
-            .post(format!("{}/db/execute?{flags}", self.url(client)))
+            .post(format!("{url}/db/execute?{flags}"))
             .json(&body)
             .send()
             .await?;
@@ -309,6 +336,130 @@ impl Driver {
                 self.etcd_get(client, &format!("bench/{read_id}"), false)
                     .await
             }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::Insert) => {
+                etcd.put(client, &format!("bench/{id}"), value).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::Batch) => {
+                // 100 puts in one transaction, as the Cairn batch is 100 rows in one.
+                let kvs = (0..BATCH_ROWS as u64).map(|k| {
+                    (
+                        format!("bench/{}", id * BATCH_ROWS as u64 + k),
+                        value.to_string(),
+                    )
+                });
+                etcd.put_all(client, kvs).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), Workload::ReadNone | Workload::ReadWeak) => {
+                etcd.get(client, &format!("bench/{read_id}"), true).await
+            }
+            #[cfg(feature = "etcd-grpc")]
+            (Driver::EtcdGrpc(etcd), _) => {
+                etcd.get(client, &format!("bench/{read_id}"), false).await
+            }
+        }
+    }
+
+    /// Inserts row `id` of the bench table through the node at `url` (Cairn) or into the
+    /// file (SQLite): one statement, one request.
+    pub(super) async fn insert_at(&self, url: &str, id: u64, value: &str) -> anyhow::Result<()> {
+        match self {
+            Driver::Cairn { .. } => {
+                self.cairn_exec_at(
+                    url,
+                    json!([["INSERT INTO bench(id, v) VALUES(?, ?)", id, value]]),
+                    "",
+                )
+                .await
+            }
+            Driver::Sqlite { path } => {
+                let (path, value) = (path.clone(), value.to_string());
+                tokio::task::spawn_blocking(move || {
+                    Driver::sqlite_op(&path, |c| {
+                        c.execute(
+                            "INSERT INTO bench(id, v) VALUES(?1, ?2)",
+                            rusqlite::params![id, value],
+                        )
+                        .map(|_| ())
+                    })
+                })
+                .await?
+            }
+            _ => bail!("single-row inserts by id are for Cairn and SQLite"),
+        }
+    }
+
+    /// Loads rows `1..=rows` of the bench table in transactions of [`LOAD_TXN_ROWS`] rows
+    /// from [`LOADERS`] concurrent loaders (Cairn: through the node at `url`, ideally the
+    /// leader; SQLite: one connection each, `BEGIN IMMEDIATE`). Returns how long it took.
+    pub(super) async fn load(&self, url: &str, rows: u64, value: &str) -> anyhow::Result<Duration> {
+        let next = Arc::new(AtomicU64::new(0));
+        let chunks = rows.div_ceil(LOAD_TXN_ROWS);
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..LOADERS {
+            let (driver, next, url, value) = (
+                self.clone(),
+                next.clone(),
+                url.to_string(),
+                value.to_string(),
+            );
+            tasks.spawn(async move {
+                loop {
+                    let chunk = next.fetch_add(1, Ordering::Relaxed);
+                    if chunk >= chunks {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let first = 1 + chunk * LOAD_TXN_ROWS;
+                    let last = (first + LOAD_TXN_ROWS - 1).min(rows);
+                    driver.load_chunk(&url, first..=last, &value).await?;
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// One transaction of the bulk load: rows `ids`.
+    async fn load_chunk(
+        &self,
+        url: &str,
+        ids: std::ops::RangeInclusive<u64>,
+        value: &str,
+    ) -> anyhow::Result<()> {
+        match self {
+            Driver::Cairn { .. } => {
+                let stmts: Vec<Value> = ids
+                    .map(|id| json!(["INSERT INTO bench(id, v) VALUES(?, ?)", id, value]))
+                    .collect();
+                self.cairn_exec_at(url, Value::Array(stmts), "transaction")
+                    .await
+            }
+            Driver::Sqlite { path } => {
+                let (path, value) = (path.clone(), value.to_string());
+                tokio::task::spawn_blocking(move || {
+                    Driver::sqlite_op(&path, |c| {
+                        let tx = rusqlite::Transaction::new_unchecked(
+                            c,
+                            rusqlite::TransactionBehavior::Immediate,
+                        )?;
+                        {
+                            let mut insert =
+                                tx.prepare_cached("INSERT INTO bench(id, v) VALUES(?1, ?2)")?;
+                            for id in ids {
+                                insert.execute(rusqlite::params![id, value])?;
+                            }
+                        }
+                        tx.commit()
+                    })
+                })
+                .await?
+            }
+            _ => bail!("the bulk load is for Cairn and SQLite"),
         }
     }
 }

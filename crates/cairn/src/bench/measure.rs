@@ -237,6 +237,14 @@ pub(super) async fn count_lost(
                 break;
             }
         }
+        #[cfg(feature = "etcd-grpc")]
+        (_, Driver::EtcdGrpc(etcd)) => {
+            for key in etcd.keys("bench/").await? {
+                if let Some(id) = key.strip_prefix("bench/").and_then(|n| n.parse().ok()) {
+                    present.insert(id);
+                }
+            }
+        }
         _ => {
             for u in urls {
                 let r = http

@@ -2,12 +2,18 @@
 //! same workload from concurrent clients, and reports throughput and latency percentiles
 //! (HDR histogram). Speed is measured here, never asserted in tests.
 //!
-//! - `drivers.rs`: one client operation per system (Cairn's rqlite API, SQLite alone, etcd).
+//! - `drivers.rs`: one client operation per system (Cairn's rqlite API, SQLite alone, etcd's
+//!   JSON gateway), and the bulk load of `--rows` rows.
+//! - `etcd_grpc.rs`: etcd through its gRPC API (the `etcd-grpc` feature).
 //! - `spawn.rs`: local clusters for `--spawn` (Cairn's through `cairn_launch`, etcd's).
 //! - `measure.rs`: the timed run and the failover trials.
+//! - `lifecycle.rs`: what a spawned cluster's snapshots, restarts and catch-up cost.
 //! - `report.rs`: the one-line table and the JSON objects printed.
 
 mod drivers;
+#[cfg(feature = "etcd-grpc")]
+mod etcd_grpc;
+mod lifecycle;
 mod measure;
 mod report;
 mod spawn;
@@ -26,6 +32,14 @@ use spawn::{spawn_cairn, spawn_etcd, wait_ok};
 const PRELOAD: u64 = 1000;
 /// Rows per request in the `batch` workload.
 const BATCH_ROWS: usize = 100;
+/// `--rows` of the workloads that preload a table (snapshot-stall, restart, catch-up).
+const DEFAULT_ROWS: u64 = 1_000_000;
+/// `--spawn-snapshot-threshold` of the snapshot-stall and catch-up workloads.
+const DEFAULT_STALL_SNAPSHOT_THRESHOLD: u64 = 1000;
+
+/// Why `--system etcd-grpc` fails in a build without the `etcd-grpc` feature.
+const NO_ETCD_GRPC: &str = "--system etcd-grpc is not in this build of cairn: build it with \
+     `cargo build --release -p cairn --features etcd-grpc`";
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +59,18 @@ pub enum Workload {
     /// Writes while the leader is killed with SIGKILL: time to the first acknowledged write,
     /// and whether every acknowledged write survived (needs --spawn).
     Failover,
+    /// Preloads --rows rows, then one writer inserts single rows for --duration while the
+    /// nodes take snapshots (a small --spawn-snapshot-threshold): the longest gap between
+    /// two acknowledged writes, and the snapshots taken. Cairn with --spawn, or SQLite.
+    SnapshotStall,
+    /// Preloads --rows rows, stops every node (SIGTERM) and starts them again: time to the
+    /// first linearizable read; then SIGKILLs a follower and starts it: time to its first
+    /// read of the last row written (Cairn with --spawn).
+    Restart,
+    /// Preloads --rows rows, stops a follower, writes until the leader's log is compacted
+    /// past it, starts it: time until it has applied what the leader has, and the snapshot's
+    /// MB/s (Cairn with --spawn).
+    CatchUp,
 }
 
 /// The system under test.
@@ -57,6 +83,21 @@ pub enum System {
     Sqlite,
     /// etcd v3 through its JSON gateway (puts; serializable or linearizable gets).
     Etcd,
+    /// etcd v3 through its native gRPC API (needs a cairn built with `--features
+    /// etcd-grpc`).
+    EtcdGrpc,
+}
+
+impl System {
+    /// The name on the command line and in the JSON output: `cairn`, `etcd-grpc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Cairn => "cairn",
+            System::Sqlite => "sqlite",
+            System::Etcd => "etcd",
+            System::EtcdGrpc => "etcd-grpc",
+        }
+    }
 }
 
 /// Flags of `cairn bench`.
@@ -87,6 +128,16 @@ pub struct BenchArgs {
     /// Failover trials (the killed node is restarted between them).
     #[arg(long, default_value_t = 3)]
     pub trials: u32,
+    /// Rows preloaded (100-byte values by default) by the snapshot-stall, restart and
+    /// catch-up workloads, in transactions of 1,000 rows from 4 concurrent loaders
+    /// [default: 1000000].
+    #[arg(long)]
+    pub rows: Option<u64>,
+    /// With --spawn (Cairn): each node takes a snapshot every N log entries
+    /// (`cairn start --snapshot-threshold N`) [default: 1000 for snapshot-stall and
+    /// catch-up, the server's own otherwise].
+    #[arg(long)]
+    pub spawn_snapshot_threshold: Option<u64>,
     /// SQLite file for --system sqlite (a temporary one by default).
     #[arg(long)]
     pub sqlite_path: Option<PathBuf>,
@@ -109,10 +160,53 @@ pub struct BenchArgs {
     pub spawn_auth: bool,
 }
 
+impl BenchArgs {
+    /// `--rows`, or its default.
+    fn rows(&self) -> u64 {
+        self.rows.unwrap_or(DEFAULT_ROWS)
+    }
+
+    /// `--spawn-snapshot-threshold`, or the workload's default (`None`: the server's).
+    fn snapshot_threshold(&self) -> Option<u64> {
+        self.spawn_snapshot_threshold.or(match self.workload {
+            Workload::SnapshotStall | Workload::CatchUp => Some(DEFAULT_STALL_SNAPSHOT_THRESHOLD),
+            _ => None,
+        })
+    }
+}
+
 /// Runs `cairn bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
+    }
+    if args.system == System::EtcdGrpc && !cfg!(feature = "etcd-grpc") {
+        bail!(NO_ETCD_GRPC);
+    }
+    let lifecycle = matches!(
+        args.workload,
+        Workload::SnapshotStall | Workload::Restart | Workload::CatchUp
+    );
+    if lifecycle {
+        let sqlite = args.workload == Workload::SnapshotStall && args.system == System::Sqlite;
+        let cluster = args.system == System::Cairn && args.spawn.is_some();
+        if !(sqlite || cluster) {
+            bail!(
+                "the {:?} workload needs --system cairn --spawn N{}",
+                args.workload,
+                if args.workload == Workload::SnapshotStall {
+                    " (or --system sqlite)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if args.rows() == 0 {
+            bail!("--rows must be at least 1");
+        }
+    }
+    if args.spawn_snapshot_threshold == Some(0) {
+        bail!("--spawn-snapshot-threshold must be at least 1");
     }
     if (args.spawn_tls || args.spawn_auth)
         && !(args.system == System::Cairn && args.spawn.is_some())
@@ -135,11 +229,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let value = "x".repeat(args.value_size);
     let mut spawned = match (args.system, args.spawn) {
         (System::Cairn, Some(n)) => {
-            let (spawned, secured) = spawn_cairn(n, args.spawn_tls, args.spawn_auth).await?;
+            let extra = match args.snapshot_threshold() {
+                Some(t) => vec!["--snapshot-threshold".to_string(), t.to_string()],
+                None => Vec::new(),
+            };
+            let (spawned, secured) = spawn_cairn(n, args.spawn_tls, args.spawn_auth, extra).await?;
             http = secured.client(builder())?;
             Some(spawned)
         }
-        (System::Etcd, Some(n)) => Some(spawn_etcd(n, &http).await?),
+        (System::Etcd | System::EtcdGrpc, Some(n)) => Some(spawn_etcd(n, &http).await?),
         _ => None,
     };
     let urls: Vec<String> = match &spawned {
@@ -164,7 +262,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| tmp.path().join("bench.sqlite")),
         },
-        System::Cairn | System::Etcd if urls.is_empty() => bail!("give --addr or --spawn"),
+        System::Cairn | System::Etcd | System::EtcdGrpc if urls.is_empty() => {
+            bail!("give --addr or --spawn")
+        }
         System::Cairn => Driver::Cairn {
             http: http.clone(),
             urls: Arc::new(urls.clone()),
@@ -173,6 +273,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             http: http.clone(),
             urls: Arc::new(urls.clone()),
         },
+        #[cfg(feature = "etcd-grpc")]
+        System::EtcdGrpc => {
+            Driver::EtcdGrpc(etcd_grpc::EtcdGrpc::connect(&urls, args.clients).await?)
+        }
+        #[cfg(not(feature = "etcd-grpc"))]
+        System::EtcdGrpc => bail!(NO_ETCD_GRPC),
     };
     let reads = matches!(
         args.workload,
@@ -196,6 +302,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             bail!("the failover workload needs --spawn N")
         };
         return measure::failover(args.system, &args, &driver, s, &http, &value).await;
+    }
+    if lifecycle {
+        let r = match (args.workload, spawned.as_mut()) {
+            (Workload::SnapshotStall, s) => {
+                lifecycle::snapshot_stall(&args, &driver, s, &http, &value).await
+            }
+            (Workload::Restart, Some(s)) => {
+                lifecycle::restart(&args, &driver, s, &http, &value).await
+            }
+            (_, Some(s)) => lifecycle::catch_up(&args, &driver, s, &http, &value).await,
+            (_, None) => bail!("the {:?} workload needs --spawn N", args.workload),
+        };
+        if let Some(s) = spawned.as_mut() {
+            s.stop_all().await;
+        }
+        return r;
     }
     let r = measure::measure(&driver, &args, &value).await?;
     report::print_run(&args, &r);

@@ -28,7 +28,7 @@ pub(super) fn report_json(args: &BenchArgs, r: &Report) -> Value {
         1
     };
     json!({
-        "system": format!("{:?}", args.system).to_lowercase(),
+        "system": args.system.name(),
         "workload": format!("{:?}", args.workload),
         "clients": args.clients,
         "value_size": args.value_size,
@@ -75,12 +75,14 @@ pub(super) fn print_failover(
     lost: usize,
 ) {
     let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let median = median(&ms);
     let j = json!({
-        "system": format!("{system:?}").to_lowercase(),
+        "system": system.name(),
         "workload": "Failover",
         "clients": args.clients,
         "trials": args.trials,
         "first_ack_ms": ms,
+        "median_first_ack_ms": median,
         "max_first_ack_ms": ms.iter().cloned().fold(0.0, f64::max),
         "acknowledged_writes": acknowledged,
         "lost_writes": lost,
@@ -88,6 +90,46 @@ pub(super) fn print_failover(
     if args.json {
         println!("{j}");
     } else {
-        println!("{} failover: first acknowledged write after {:?} ms; {} acknowledged writes, {lost} lost", j["system"].as_str().unwrap_or(""), ms.iter().map(|m| m.round()).collect::<Vec<_>>(), acknowledged);
+        println!(
+            "{} failover: first acknowledged write after {:?} ms (median {:.0} ms); {} acknowledged writes, {lost} lost",
+            system.name(),
+            ms.iter().map(|m| m.round()).collect::<Vec<_>>(),
+            median.unwrap_or(f64::NAN),
+            acknowledged
+        );
+    }
+}
+
+/// The median of `xs` (the mean of the two middle values for an even count); `None` when
+/// empty.
+pub(super) fn median(xs: &[f64]) -> Option<f64> {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Prints one run of a lifecycle workload: `j` with `--json`, else `line`.
+pub(super) fn print_object(args: &BenchArgs, j: &Value, line: &str) {
+    if args.json {
+        println!("{j}");
+    } else {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty_lists() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }

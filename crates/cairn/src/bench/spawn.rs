@@ -55,18 +55,51 @@ impl Spawned {
     /// SIGTERM to every node at once, then up to 10 s for each before SIGKILL; waits on a
     /// blocking thread.
     pub(super) async fn stop_all(&mut self) {
-        let nodes = std::mem::replace(&mut self.nodes, Nodes::Etcd(Vec::new()));
-        let stopped = tokio::task::spawn_blocking(move || {
-            let mut nodes = nodes;
-            match &mut nodes {
-                Nodes::Cairn(c) => c.stop_all(STOP_GRACE),
-                Nodes::Etcd(procs) => stop_all(procs.iter_mut(), STOP_GRACE),
-            }
-            nodes
+        self.blocking(|nodes| match nodes {
+            Nodes::Cairn(c) => c.stop_all(STOP_GRACE),
+            Nodes::Etcd(procs) => stop_all(procs.iter_mut(), STOP_GRACE),
         })
         .await;
-        if let Ok(nodes) = stopped {
-            self.nodes = nodes;
+    }
+
+    /// SIGTERM to node `i`, then up to 10 s for it to exit before SIGKILL; waits on a
+    /// blocking thread.
+    pub(super) async fn stop(&mut self, i: usize) -> anyhow::Result<()> {
+        self.blocking(move |nodes| match nodes {
+            Nodes::Cairn(c) => c.stop(i, STOP_GRACE).map(|_| ()).map_err(Into::into),
+            Nodes::Etcd(procs) => {
+                let p = procs.get_mut(i).context("no such member")?;
+                p.stop(STOP_GRACE).map(|_| ()).map_err(Into::into)
+            }
+        })
+        .await
+        .context("the launcher's thread panicked")?
+    }
+
+    /// The number of nodes.
+    pub(super) fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Runs `f` on the nodes on a blocking thread (the launcher's waits block); `None`
+    /// when that thread panicked, and then the nodes are gone (each was SIGKILLed as it
+    /// dropped).
+    async fn blocking<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Nodes) -> R + Send + 'static,
+    ) -> Option<R> {
+        let mut nodes = std::mem::replace(&mut self.nodes, Nodes::Etcd(Vec::new()));
+        let done = tokio::task::spawn_blocking(move || {
+            let r = f(&mut nodes);
+            (nodes, r)
+        })
+        .await;
+        match done {
+            Ok((nodes, r)) => {
+                self.nodes = nodes;
+                Some(r)
+            }
+            Err(_) => None,
         }
     }
 }
@@ -99,17 +132,20 @@ pub(super) async fn wait_ok(
 }
 
 /// Starts `n` Cairn nodes of this binary on OS-chosen ports by `--join` and waits until
-/// every node is ready and a voter.
+/// every node is ready and a voter; `extra_args` go on every node's `cairn start` command
+/// line (e.g. `--snapshot-threshold 1000`).
 pub(super) async fn spawn_cairn(
     n: u16,
     tls: bool,
     auth: bool,
+    extra_args: Vec<String>,
 ) -> anyhow::Result<(Spawned, crate::secure::Secured)> {
     let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir()?;
     let exe = std::env::current_exe()?;
     let root = dir.path().to_path_buf();
     let mut opts = LaunchOptions {
         stop_on_drop: Some(STOP_GRACE),
+        extra_args,
         ..LaunchOptions::new(usize::from(n), Formation::Join, "bench-secret")
     };
     let secured = crate::secure::secure(&root, tls, auth, &mut opts)?;
@@ -190,7 +226,23 @@ fn which(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Index of the current leader among the spawned nodes.
+/// Node `url`'s `/status` body, `None` when it does not answer 200 with JSON within a
+/// second.
+pub(super) async fn status(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = http
+        .get(format!("{url}/status"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Index of the current leader among the spawned nodes (etcd's through its JSON gateway,
+/// or with `etcd-grpc` its gRPC maintenance status).
 pub(super) async fn find_leader(
     system: System,
     http: &reqwest::Client,
@@ -201,6 +253,13 @@ pub(super) async fn find_leader(
     while Instant::now() < deadline {
         for (i, u) in s.urls.iter().enumerate() {
             if Some(i) == skip {
+                continue;
+            }
+            #[cfg(feature = "etcd-grpc")]
+            if system == System::EtcdGrpc {
+                if super::etcd_grpc::is_leader(u).await {
+                    return Ok(i);
+                }
                 continue;
             }
             let req = match system {
