@@ -221,12 +221,15 @@ async fn snapshot(
         SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let spooled = async {
-        let mut file = tokio::fs::File::create(&path).await?;
+        // Buffered: the body arrives in chunks of a few KiB, written in 1 MiB pieces.
+        let mut file =
+            tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::create(&path).await?);
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.try_next().await.map_err(std::io::Error::other)? {
             file.write_all(&chunk).await?;
         }
-        file.sync_all().await?;
+        file.flush().await?;
+        file.get_ref().sync_all().await?;
         tokio::fs::File::open(&path).await
     }
     .await;

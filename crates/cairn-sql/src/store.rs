@@ -37,6 +37,8 @@ use crate::Error;
 pub const DEFAULT_DATABASE: &str = "main";
 
 const SNAPSHOT_MAGIC: &[u8; 12] = b"CAIRN-SNAP1\n";
+/// Buffer size for copying snapshot archives, in bytes.
+const COPY_BUFFER_BYTES: usize = 1024 * 1024;
 const MAX_READERS: usize = 16;
 const CURRENT_FILE: &str = "CURRENT";
 const GENERATION_PREFIX: &str = "gen-";
@@ -811,7 +813,7 @@ impl PinnedSnapshot {
     /// # Errors
     /// [`Error::Io`], [`Error::Sqlite`]; `dest` may then be left partly written.
     pub fn write(self, dest: &Path) -> Result<(), Error> {
-        let mut out = BufWriter::new(File::create(dest)?);
+        let mut out = BufWriter::with_capacity(COPY_BUFFER_BYTES, File::create(dest)?);
         out.write_all(SNAPSHOT_MAGIC)?;
         for view in &self.views {
             let copy = PathBuf::from(format!("{}.{}.tmp", dest.display(), view.name));
@@ -966,7 +968,7 @@ fn remove_db_files(path: &Path) -> Result<(), Error> {
 
 fn unpack(src: &Path, dir: &Path) -> Result<(), Error> {
     let bad = |m: &str| Error::BadRequest(format!("malformed snapshot: {m}"));
-    let mut r = BufReader::new(File::open(src)?);
+    let mut r = BufReader::with_capacity(COPY_BUFFER_BYTES, File::open(src)?);
     let mut magic = [0u8; 12];
     r.read_exact(&mut magic).map_err(|_| bad("too short"))?;
     if &magic != SNAPSHOT_MAGIC {
@@ -990,8 +992,12 @@ fn unpack(src: &Path, dir: &Path) -> Result<(), Error> {
         let mut len8 = [0u8; 8];
         r.read_exact(&mut len8).map_err(|_| bad("truncated size"))?;
         let size = u64::from_be_bytes(len8);
-        let mut out = File::create(dir.join(format!("{name}.sqlite")))?;
+        let mut out = BufWriter::with_capacity(
+            COPY_BUFFER_BYTES,
+            File::create(dir.join(format!("{name}.sqlite")))?,
+        );
         let copied = std::io::copy(&mut (&mut r).take(size), &mut out)?;
+        let out = out.into_inner().map_err(|e| e.into_error())?;
         if copied != size {
             return Err(bad("truncated file"));
         }
