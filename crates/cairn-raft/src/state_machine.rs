@@ -616,19 +616,26 @@ mod tests {
         )
     }
 
+    /// Applies the entries (none proposed here, so no responders).
+    async fn apply_all(sm: &mut StateMachine, entries: Vec<EntryOf<C>>) {
+        let stream = futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        sm.apply(stream).await.expect("apply");
+    }
+
     /// `#[tokio::test]` runs on a current-thread runtime, where `block_in_place` panics:
     /// applying, building a snapshot and installing it must not need a multi-thread one.
     #[tokio::test]
     async fn applies_snapshots_and_installs_on_a_current_thread_runtime() {
         let a = tempfile::tempdir().expect("tempdir");
         let (store, mut sm) = open(a.path());
-        let entries = vec![
-            Ok((execute(1, "CREATE TABLE t (v)"), None)),
-            Ok((execute(2, "INSERT INTO t VALUES (7)"), None)),
-        ];
-        sm.apply(futures::stream::iter(entries))
-            .await
-            .expect("apply");
+        apply_all(
+            &mut sm,
+            vec![
+                execute(1, "CREATE TABLE t (v)"),
+                execute(2, "INSERT INTO t VALUES (7)"),
+            ],
+        )
+        .await;
         assert_eq!(
             sm.applied_state().await.expect("state").0,
             Some(log_id::<C>(1, 1, 2))
@@ -670,19 +677,23 @@ mod tests {
     async fn a_snapshot_holds_what_was_applied_when_it_was_asked_for() {
         let a = tempfile::tempdir().expect("tempdir");
         let (store, mut sm) = open(a.path());
-        let first = vec![
-            Ok((execute(1, "CREATE TABLE t (v)"), None)),
-            Ok((execute(2, "INSERT INTO t VALUES (7)"), None)),
-        ];
-        sm.apply(futures::stream::iter(first)).await.expect("apply");
+        apply_all(
+            &mut sm,
+            vec![
+                execute(1, "CREATE TABLE t (v)"),
+                execute(2, "INSERT INTO t VALUES (7)"),
+            ],
+        )
+        .await;
         let mut builder = sm.get_snapshot_builder().await;
-        let later = vec![
-            Ok((execute(3, "INSERT INTO t VALUES (8)"), None)),
-            Ok((execute(4, "INSERT INTO t VALUES (9)"), None)),
-        ];
-        sm.apply(futures::stream::iter(later))
-            .await
-            .expect("apply while pinned");
+        apply_all(
+            &mut sm,
+            vec![
+                execute(3, "INSERT INTO t VALUES (8)"),
+                execute(4, "INSERT INTO t VALUES (9)"),
+            ],
+        )
+        .await;
         assert_eq!(
             store
                 .applied_index(cairn_sql::DEFAULT_DATABASE)
@@ -711,12 +722,7 @@ mod tests {
         );
         // A build that finishes after a newer snapshot was recorded is thrown away.
         let mut old = sm.get_snapshot_builder().await;
-        sm.apply(futures::stream::iter(vec![Ok((
-            execute(5, "INSERT INTO t VALUES (10)"),
-            None,
-        ))]))
-        .await
-        .expect("apply");
+        apply_all(&mut sm, vec![execute(5, "INSERT INTO t VALUES (10)")]).await;
         let new = sm
             .get_snapshot_builder()
             .await
