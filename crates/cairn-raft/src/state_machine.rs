@@ -497,12 +497,17 @@ impl RaftStateMachine<C> for StateMachine {
         let pinned = match self.state() {
             Ok(state) => {
                 let store = self.store.clone();
+                let started = Instant::now();
                 blocking(move || {
                     // Pinning also makes what was applied durable, so `last_applied` may be
                     // saved now: a restart then starts from here, not from an older
                     // snapshot (see `Store::pin_snapshot`).
                     let pinned = store.pin_snapshot().map_err(io_err)?;
                     save_state(&store, &state)?;
+                    tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "pinned a snapshot; building it while entries go on being applied"
+                    );
                     Ok(pinned)
                 })
                 .await

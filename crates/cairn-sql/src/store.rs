@@ -639,12 +639,13 @@ impl Store {
     /// Logging", §2.2 "Concurrency"). Taking it costs milliseconds whatever the size of
     /// the data: the copying happens in `write`.
     ///
-    /// The view is also made durable: every database's WAL (and main file) is fsynced, so
-    /// that once the caller records the entries applied so far as applied, they survive a
-    /// crash. (Commits run with `synchronous=NORMAL`, which leaves the WAL unsynced;
-    /// SQLite fsyncs the main file after every complete checkpoint, and only a complete
-    /// checkpoint lets the WAL restart, so a synced WAL means every commit so far is on
-    /// disk.)
+    /// The view is also made durable: every database's WAL is fsynced, so that once the
+    /// caller records the entries applied so far as applied, they survive a crash.
+    /// (Commits run with `synchronous=NORMAL`, which leaves the WAL unsynced. Pages a
+    /// checkpoint copied into the main file stay in the WAL until a complete checkpoint,
+    /// after which SQLite fsyncs the main file, and only then may the WAL restart; so a
+    /// synced WAL means every commit so far is on disk, and the main file, which may hold
+    /// many MB a checkpoint just copied, need not be synced here.)
     ///
     /// Call it while no entry is being applied (the state machine's own task), so that the
     /// view is that of one applied index.
@@ -673,12 +674,10 @@ impl Store {
             conn.execute_batch("BEGIN DEFERRED")?;
             // The first read opens the read transaction: the view is fixed from here on.
             let applied = database::read_applied(&conn)?;
-            for suffix in ["-wal", ""] {
-                match File::open(format!("{}{suffix}", h.path.display())) {
-                    Ok(f) => f.sync_all()?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
+            match File::open(format!("{}-wal", h.path.display())) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
             views.push(PinnedDb {
                 name,
@@ -813,8 +812,7 @@ impl PinnedSnapshot {
     /// # Errors
     /// [`Error::Io`], [`Error::Sqlite`]; `dest` may then be left partly written.
     pub fn write(self, dest: &Path) -> Result<(), Error> {
-        let mut out =
-            BufWriter::with_capacity(COPY_BUFFER_BYTES, SyncingWriter::new(File::create(dest)?));
+        let mut out = File::create(dest)?;
         out.write_all(SNAPSHOT_MAGIC)?;
         for view in &self.views {
             let copy = PathBuf::from(format!("{}.{}.tmp", dest.display(), view.name));
@@ -822,10 +820,7 @@ impl PinnedSnapshot {
             let _ = fs::remove_file(&copy);
             result?;
         }
-        out.into_inner()
-            .map_err(|e| e.into_error())?
-            .file
-            .sync_all()?;
+        out.sync_all()?;
         Ok(())
     }
 }
@@ -864,9 +859,21 @@ impl Write for SyncingWriter {
     }
 }
 
+/// Pages a snapshot copies per backup step (4 MiB of 4 KiB pages).
+const BACKUP_STEP_PAGES: i32 = 1024;
+
 /// Copies one pinned database into a file at `copy` (the backup API needs a database as
 /// its destination), then appends that file to the archive `out`.
-fn copy_view(view: &PinnedDb, copy: &Path, out: &mut impl Write) -> Result<(), Error> {
+///
+/// The backup runs in steps of [`BACKUP_STEP_PAGES`], each followed by a pause as long as
+/// the step took (at most 5 ms): a copy of hundreds of MB then takes at most half of a
+/// core, and the writes it runs beside keep the rest. Every step reads inside the pinned
+/// read transaction, which the backup leaves open (it opens and closes one itself only
+/// when the source has none: SQLite's `backup.c`), so all steps copy the one pinned view
+/// whatever the writer commits meanwhile (tested by
+/// `a_snapshot_copied_in_steps_is_of_the_pinned_view`).
+fn copy_view(view: &PinnedDb, copy: &Path, out: &mut File) -> Result<(), Error> {
+    use rusqlite::backup::StepResult;
     let _ = fs::remove_file(copy);
     {
         let mut dst = Connection::open(copy)?;
@@ -874,24 +881,50 @@ fn copy_view(view: &PinnedDb, copy: &Path, out: &mut impl Write) -> Result<(), E
         dst.pragma_update(None, "journal_mode", "OFF")?;
         dst.pragma_update(None, "synchronous", "OFF")?;
         let backup = rusqlite::backup::Backup::new(&view.conn, &mut dst)?;
-        // Every page in one step: the source's read transaction is the pinned one, so the
-        // copy is of the pinned view (SQLite, "Online Backup API", sqlite3_backup_step).
-        match backup.step(-1)? {
-            rusqlite::backup::StepResult::Done => {}
-            other => {
-                return Err(Error::Io(std::io::Error::other(format!(
-                    "snapshot copy of {} did not finish: {other:?}",
-                    view.name
-                ))))
+        let mut busy = 0u32;
+        loop {
+            let started = Instant::now();
+            match backup.step(BACKUP_STEP_PAGES)? {
+                StepResult::Done => break,
+                StepResult::More => {
+                    std::thread::sleep(started.elapsed().min(std::time::Duration::from_millis(5)));
+                }
+                // The scratch file is ours alone and the source is read inside a read
+                // transaction: neither should be busy. A few retries, then give up.
+                other if busy < 100 => {
+                    busy += 1;
+                    tracing::debug!(db = %view.name, step = ?other, "snapshot copy step busy; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => {
+                    return Err(Error::Io(std::io::Error::other(format!(
+                        "snapshot copy of {} did not finish: {other:?}",
+                        view.name
+                    ))))
+                }
             }
         }
     }
     let len = fs::metadata(copy)?.len();
     let name = view.name.as_bytes();
-    out.write_all(&u32::try_from(name.len()).unwrap_or(0).to_be_bytes())?;
-    out.write_all(name)?;
-    out.write_all(&len.to_be_bytes())?;
-    let copied = std::io::copy(&mut File::open(copy)?, out)?;
+    let mut head = Vec::with_capacity(12 + name.len());
+    head.extend_from_slice(&u32::try_from(name.len()).unwrap_or(0).to_be_bytes());
+    head.extend_from_slice(name);
+    head.extend_from_slice(&len.to_be_bytes());
+    out.write_all(&head)?;
+    // File to file in pieces: the kernel copies (copy_file_range), and each piece is
+    // fdatasynced, so that no more than a few MB wait for the disk at once (see
+    // `SyncingWriter`).
+    let mut src = File::open(copy)?;
+    let mut copied = 0u64;
+    loop {
+        let n = std::io::copy(&mut (&mut src).take(SYNC_EVERY_BYTES), out)?;
+        if n == 0 {
+            break;
+        }
+        copied += n;
+        out.sync_data()?;
+    }
     if copied != len {
         return Err(Error::Io(std::io::Error::other(format!(
             "snapshot copy of {} changed size while being archived",
@@ -1342,6 +1375,70 @@ mod tests {
         assert_eq!(
             first_value(&s2, "main", "SELECT count(*) FROM k"),
             crate::Value::Integer(1)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_copied_in_steps_is_of_the_pinned_view() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Arc::new(Store::open(dir.path()).expect("open"));
+        s.apply_execute(
+            1,
+            &CTX,
+            "main",
+            &stmts(&["CREATE TABLE b (v INTEGER, data BLOB)"]),
+            false,
+            None,
+        )
+        .expect("apply");
+        // 12 MB: several backup steps.
+        for i in 2..=61u64 {
+            s.apply_execute(
+                i,
+                &CTX,
+                "main",
+                &stmts(&["INSERT INTO b VALUES (0, randomblob(200000))"]),
+                false,
+                None,
+            )
+            .expect("apply");
+        }
+        let pinned = s.pin_snapshot().expect("pin");
+        // Every row's pages are rewritten while the copy runs.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut index = 62u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && index < 10_000 {
+                    s.apply_execute(index, &CTX, "main", &stmts(&["UPDATE b SET v = v + 1, data = randomblob(200000) WHERE rowid = 1 + abs(random()) % 60"]), false, None)
+                        .expect("apply while copying");
+                    index += 1;
+                }
+                index - 62
+            })
+        };
+        let snap = dir.path().join("snap.bin");
+        pinned.write(&snap).expect("write");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let updates = writer.join().expect("writer");
+        assert!(updates > 0, "the writer ran while the copy did");
+
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let s2 = Store::open(dir2.path()).expect("open");
+        s2.restore_snapshot(&snap, &[]).expect("restore");
+        assert_eq!(s2.applied_index("main").expect("index"), 61);
+        assert_eq!(
+            first_value(&s2, "main", "SELECT count(*) FROM b"),
+            crate::Value::Integer(60)
+        );
+        assert_eq!(
+            first_value(&s2, "main", "SELECT max(v) FROM b"),
+            crate::Value::Integer(0)
+        );
+        assert_eq!(
+            first_value(&s2, "main", "PRAGMA integrity_check"),
+            crate::Value::Text("ok".into())
         );
     }
 
