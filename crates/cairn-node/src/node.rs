@@ -155,6 +155,8 @@ impl Node {
             group: 0,
             spool_dir: Arc::new(self.data_dir.join("spool")),
             contact: self.contact.clone(),
+            votes_from: self.started
+                + Duration::from_millis(self.raft.config().election_timeout_max),
         };
         raft_routes(svc).merge(rpc::routes(self.clone())).layer(
             axum::middleware::from_fn_with_state(Arc::new(self.secret.clone()), require_secret),

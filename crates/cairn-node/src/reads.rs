@@ -59,7 +59,10 @@ impl Node {
     /// since they last heard from this leader (openraft's leader lease, Raft thesis §6.4.1,
     /// measured on each node's monotonic clock), so no other leader can have been elected,
     /// nor any write committed elsewhere, before the read's confirmation point. The other
-    /// half of the lease is the margin for clock-rate differences between nodes. When the
+    /// half of the lease is the margin for clock-rate differences between nodes. openraft
+    /// keeps a follower's lease in memory only, so a follower refuses to vote for one
+    /// lease after it starts (`cairn_raft::server::RaftService::votes_from`): a restart
+    /// cannot cut the lease short. When the
     /// latest acknowledgement is older (an idle cluster, a slow follower), the leader
     /// sends heartbeats at once and waits for them: plain ReadIndex. With heartbeats every
     /// 50 ms most reads need no round trip of their own.

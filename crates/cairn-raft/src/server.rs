@@ -35,6 +35,27 @@ pub struct RaftService {
     pub spool_dir: Arc<std::path::PathBuf>,
     /// When a leader last reached this node.
     pub contact: Arc<LeaderContact>,
+    /// Until when this node refuses vote and pre-vote requests: its start plus the leader
+    /// lease (`election_timeout_max`). openraft keeps the lease a follower grants its
+    /// leader in memory only and forgets it on a restart; without this, a follower that
+    /// acknowledged a heartbeat, crashed and came back at once could vote a new leader in
+    /// while the old one still counts that acknowledgement for its linearizable reads
+    /// (`cairn-node/src/reads.rs::read_index_option`). Refusing for one lease after the
+    /// start is what the lost lease would have done at most.
+    pub votes_from: std::time::Instant,
+}
+
+/// Refuses a vote or pre-vote request while `svc.votes_from` is ahead (see there). The
+/// candidate counts the error as a vote not granted.
+fn check_votes_allowed(svc: &RaftService) -> Result<(), Box<Response>> {
+    if std::time::Instant::now() >= svc.votes_from {
+        Ok(())
+    } else {
+        let msg = "this node started within one leader lease and grants no vote yet";
+        Err(Box::new(
+            (StatusCode::SERVICE_UNAVAILABLE, msg).into_response(),
+        ))
+    }
 }
 
 /// When this node last accepted an `AppendEntries` from a leader: how a follower knows how
@@ -151,7 +172,7 @@ async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: By
 }
 
 async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
-    if let Err(r) = check_group(&svc, group) {
+    if let Err(r) = check_group(&svc, group).and_then(|()| check_votes_allowed(&svc)) {
         return *r;
     }
     match decode(&body) {
@@ -163,7 +184,7 @@ async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Byte
 /// Pre-Vote: whether this node would grant the vote, answered without persisting anything
 /// (openraft's `Raft::pre_vote`; it refuses while this node's leader lease holds).
 async fn pre_vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
-    if let Err(r) = check_group(&svc, group) {
+    if let Err(r) = check_group(&svc, group).and_then(|()| check_votes_allowed(&svc)) {
         return *r;
     }
     match decode(&body) {
@@ -220,6 +241,9 @@ async fn snapshot(
         "recv-{}.snap",
         SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
+    // Unlinked first, never truncated: a spool file left by a crash may be the current
+    // snapshot itself (installing links it there, `state_machine.rs::link_open_file`).
+    let _ = tokio::fs::remove_file(&path).await;
     let spooled = async {
         // Buffered: the body arrives in chunks of a few KiB, written in 1 MiB pieces.
         let mut file =

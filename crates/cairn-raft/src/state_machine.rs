@@ -276,6 +276,18 @@ fn current_snapshot_record(dir: &Path) -> io::Result<Option<SnapshotRecord>> {
     }
 }
 
+/// The current snapshot's record and its file, opened; the caller holds `current_lock`, so
+/// the file cannot be replaced between the two.
+fn open_current_snapshot(dir: &Path) -> io::Result<Option<(SnapshotRecord, std::fs::File)>> {
+    match current_snapshot_record(dir)? {
+        Some(rec) => {
+            let f = std::fs::File::open(dir.join(&rec.file))?;
+            Ok(Some((rec, f)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Records `file` (inside the snapshot directory `dir`) as the current snapshot and deletes
 /// older snapshot files; the caller holds the state machine's `current_lock`.
 fn set_current_snapshot(dir: &Path, meta: &SnapshotMetaOf<C>, file: &str) -> io::Result<()> {
@@ -382,7 +394,7 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
             self.meta.clone(),
             self.current_lock.clone(),
         );
-        let file = name.clone();
+        let file = name;
         let current = blocking(move || {
             // Written under a name openraft and `set_current_snapshot` never look at, then
             // renamed: a file named `.snap` is always whole.
@@ -391,6 +403,8 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
                 let _ = std::fs::remove_file(&building);
                 return Err(io_err(e));
             }
+            // Named, recorded and opened under the lock: no install or other build can
+            // delete the file in between.
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let newer = match current_snapshot_record(&dir)? {
                 Some(rec) => rec.meta.last_log_id < meta.last_log_id,
@@ -398,18 +412,19 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
             };
             if !newer {
                 let _ = std::fs::remove_file(&building);
-                return current_snapshot_record(&dir);
+                return open_current_snapshot(&dir).map(|c| c.map(|(rec, f)| (rec, f, false)));
             }
             std::fs::rename(&building, dir.join(&file))?;
             set_current_snapshot(&dir, &meta, &file)?;
-            Ok(Some(SnapshotRecord { meta, file }))
+            let f = std::fs::File::open(dir.join(&file))?;
+            Ok(Some((SnapshotRecord { meta, file }, f, true)))
         })
         .await
         .inspect_err(|e| tracing::error!(error = %e, "building snapshot failed"))?;
-        let Some(rec) = current else {
+        let Some((rec, file, ours)) = current else {
             return Err(io::Error::other("no current snapshot after building one"));
         };
-        if rec.file == name {
+        if ours {
             tracing::info!(
                 last_log_id = ?self.meta.last_log_id,
                 ms = started.elapsed().as_millis() as u64,
@@ -421,10 +436,9 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
                 "a newer snapshot was installed while this one was built; serving that one"
             );
         }
-        let snapshot = tokio::fs::File::open(self.dir.join(&rec.file)).await?;
         Ok(Snapshot {
             meta: rec.meta,
-            snapshot,
+            snapshot: tokio::fs::File::from_std(file),
         })
     }
 }
@@ -547,12 +561,13 @@ impl RaftStateMachine<C> for StateMachine {
             tokio::io::copy(&mut snapshot, &mut out).await?;
             out.sync_all().await?;
         }
-        tokio::fs::rename(&tmp, &path).await?;
         let (store, dir, owned_meta) =
             (self.store.clone(), self.snapshot_dir.clone(), meta.clone());
         let current_lock = self.current_lock.clone();
         blocking(move || {
+            // Renamed under the lock: a build finishing now cannot delete it as an old file.
             let _guard = current_lock.lock().unwrap_or_else(|e| e.into_inner());
+            std::fs::rename(&tmp, &path)?;
             // The snapshot is recorded first: openraft purges the log up to it, and at
             // start-up it installs a current snapshot newer than the applied state, so a
             // crash after this line is repaired by installing it again. The databases and
@@ -579,17 +594,13 @@ impl RaftStateMachine<C> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<C, tokio::fs::File>>, io::Error> {
-        let rec = {
+        let current = {
             let _guard = self.current_lock.lock().unwrap_or_else(|e| e.into_inner());
-            current_snapshot_record(&self.snapshot_dir)?
+            open_current_snapshot(&self.snapshot_dir)?
         };
-        let Some(rec) = rec else {
-            return Ok(None);
-        };
-        let file = tokio::fs::File::open(self.snapshot_dir.join(&rec.file)).await?;
-        Ok(Some(Snapshot {
+        Ok(current.map(|(rec, f)| Snapshot {
             meta: rec.meta,
-            snapshot: file,
+            snapshot: tokio::fs::File::from_std(f),
         }))
     }
 }

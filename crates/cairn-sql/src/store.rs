@@ -442,8 +442,12 @@ impl Store {
             .remove(name)
             .ok_or_else(|| Error::NoSuchDatabase(name.to_string()))?;
         let path = h.path.clone();
-        h.close_checkpointer();
-        drop(h);
+        if let Err(h) = close_handle(h) {
+            map.insert(name.to_string(), h);
+            return Err(Error::Local(format!(
+                "cannot drop {name} yet: reads still use it"
+            )));
+        }
         remove_db_files(&path)?;
         Ok(())
     }
@@ -494,8 +498,12 @@ impl Store {
             }
         }
         map.remove(db);
-        old.close_checkpointer();
-        drop(old);
+        if let Err(old) = close_handle(old) {
+            map.insert(db.to_string(), old);
+            return Err(Error::Local(format!(
+                "cannot replace {db} yet: reads still use it"
+            )));
+        }
         for suffix in ["-wal", "-shm", "-journal"] {
             match fs::remove_file(format!("{}{suffix}", path.display())) {
                 Ok(()) => {}
@@ -743,6 +751,30 @@ impl Store {
     }
 }
 
+/// Closes every connection of a handle just removed from the store's map, once nothing
+/// else holds it: a query or the checkpointer may, for a moment. Waits up to 5 s, then
+/// gives the handle back (the caller puts it back and fails locally, to be retried).
+///
+/// Needed before the file is replaced or removed: the writer's connection, closed last,
+/// checkpoints and deletes the WAL and shm files *by name*, which would then be the new
+/// file's (SQLite's `sqlite3WalClose`).
+fn close_handle(h: Arc<DbHandle>) -> Result<(), Arc<DbHandle>> {
+    let mut h = h;
+    for _ in 0..5000 {
+        match Arc::try_unwrap(h) {
+            Ok(only) => {
+                drop(only);
+                return Ok(());
+            }
+            Err(shared) => {
+                h = shared;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+    Err(h)
+}
+
 /// WAL size above which the checkpointer copies it into the database file, in bytes (about
 /// SQLite's own default of 1,000 pages of 4 KiB).
 const CHECKPOINT_WAL_BYTES: u64 = 4 * 1024 * 1024;
@@ -760,14 +792,23 @@ fn checkpointer(dbs: &std::sync::Weak<RwLock<BTreeMap<String, Arc<DbHandle>>>>) 
         let Some(map) = dbs.upgrade() else {
             return;
         };
-        let handles: Vec<Arc<DbHandle>> = map
+        let names: Vec<String> = map
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
+            .keys()
             .cloned()
             .collect();
-        drop(map);
-        for h in handles {
+        // One handle at a time, looked up afresh and let go at once: a load or a drop
+        // waits for the last holder of a handle (`close_handle`).
+        for name in names {
+            let Some(h) = map
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .cloned()
+            else {
+                continue;
+            };
             let wal = fs::metadata(format!("{}-wal", h.path.display())).map_or(0, |m| m.len());
             if wal > CHECKPOINT_WAL_BYTES {
                 if let Err(e) = h.checkpoint_passive() {
