@@ -126,7 +126,8 @@ impl StateMachine {
         }
     }
 
-    /// Applies normal entries in log order on one blocking task, then answers each.
+    /// Applies normal entries in log order on one blocking task, then answers each (none:
+    /// nothing to do).
     async fn apply_normal(
         &mut self,
         batch: Vec<(LogIdOf<C>, Command, Option<ApplyResponder<C>>)>,
@@ -473,21 +474,16 @@ impl RaftStateMachine<C> for StateMachine {
             let Some((entry, responder)) = next else {
                 break;
             };
-            match entry.payload {
-                EntryPayload::Normal(cmd) if normal.len() < APPLY_BATCH => {
-                    normal.push((entry.log_id, cmd, responder));
-                    continue;
-                }
-                EntryPayload::Normal(cmd) => {
-                    self.apply_normal(std::mem::take(&mut normal)).await?;
-                    normal.push((entry.log_id, cmd, responder));
-                    continue;
-                }
-                _ if !normal.is_empty() => self.apply_normal(std::mem::take(&mut normal)).await?,
-                _ => {}
+            let normal_entry = matches!(entry.payload, EntryPayload::Normal(_));
+            if !normal_entry || normal.len() >= APPLY_BATCH {
+                self.apply_normal(std::mem::take(&mut normal)).await?;
             }
             match entry.payload {
-                EntryPayload::Blank | EntryPayload::Normal(_) => {}
+                EntryPayload::Normal(cmd) => {
+                    normal.push((entry.log_id, cmd, responder));
+                    continue;
+                }
+                EntryPayload::Blank => {}
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     self.last_applied = Some(entry.log_id);
@@ -500,10 +496,7 @@ impl RaftStateMachine<C> for StateMachine {
                 r.send(Response::default());
             }
         }
-        if !normal.is_empty() {
-            self.apply_normal(normal).await?;
-        }
-        Ok(())
+        self.apply_normal(normal).await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -67,7 +67,7 @@ struct DbHandle {
     writer: Mutex<Db>,
     readers: Mutex<Vec<Db>>,
     /// The checkpointer thread's connection (see [`checkpointer`]), opened on first use
-    /// and closed before the file is replaced or removed.
+    /// and closed with the handle (a load or a drop waits for that: [`close_handle`]).
     checkpointer: Mutex<Option<Connection>>,
 }
 
@@ -102,12 +102,6 @@ impl DbHandle {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         *slot = Some(conn);
         Ok(())
-    }
-
-    /// Closes the checkpointer's connection (before the file is replaced or removed: a
-    /// read-write connection closing after that could remove the new file's WAL).
-    fn close_checkpointer(&self) {
-        *lock(&self.checkpointer) = None;
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Db) -> T) -> Result<T, Error> {
@@ -735,9 +729,6 @@ impl Store {
         sync_dir(&self.root)?;
         crash_point("snapshot.swapped");
 
-        for h in map.values() {
-            h.close_checkpointer();
-        }
         map.clear();
         {
             let mut cur = lock(&self.current);
