@@ -1,12 +1,16 @@
 //! The `cairn` command: parses flags and wires the crates together.
 
 mod bench;
+mod client;
 mod config;
 mod demo;
 mod import;
+mod ops;
 mod passwd;
 mod secure;
+mod shell;
 mod start;
+mod top;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +35,16 @@ enum Command {
     /// Print an argon2id hash of a password for an --auth file (reads it from the terminal
     /// or stdin).
     Passwd(passwd::PasswdArgs),
+    /// An interactive SQL shell (reads a script from stdin when it is not a terminal).
+    Sql(shell::SqlArgs),
+    /// A live dashboard of the cluster: nodes, roles, replication lag, load.
+    Top(top::TopArgs),
+    /// A one-screen summary of the cluster, like `etcdctl endpoint status -w table`.
+    Status(ops::StatusArgs),
+    /// Write a backup of a database to a file.
+    Backup(ops::BackupArgs),
+    /// Load a backup file into a database.
+    Restore(ops::RestoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +66,10 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(*args)),
         Command::Passwd(args) => passwd::run(&args),
+        Command::Sql(args) => runtime.block_on(shell::run(args)),
+        Command::Top(args) => runtime.block_on(top::run(args)),
+        Command::Status(args) => runtime.block_on(ops::status(args)),
+        Command::Backup(args) => runtime.block_on(ops::backup(args)),
+        Command::Restore(args) => runtime.block_on(ops::restore(args)),
     }
 }

@@ -1,0 +1,94 @@
+//! What every client command (`cairn sql`, `cairn top`, `cairn status`, `cairn backup`,
+//! `cairn restore`) needs to reach a node: its URL, credentials, the CA to trust, and a
+//! bound on each request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use reqwest::Url;
+
+/// How to reach one node of a cluster, shared by the client commands.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// HTTP(S) URL of any node of the cluster; `http://` is assumed without a scheme.
+    #[arg(long, default_value = "http://127.0.0.1:4001", env = "CAIRN_ADDR")]
+    pub addr: String,
+    /// HTTP Basic credentials (`USER:PASSWORD`) for nodes started with --auth.
+    #[arg(long, short = 'u', env = "CAIRN_USER", hide_env_values = true)]
+    pub user: Option<String>,
+    /// The CA to trust for an https:// node (PEM).
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// How long one HTTP request may take, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+}
+
+impl ClientArgs {
+    /// The node's base URL, e.g. `http://127.0.0.1:4001/`.
+    ///
+    /// # Errors
+    /// When `--addr` is not an http:// or https:// URL.
+    pub fn base_url(&self) -> anyhow::Result<Url> {
+        base_url(&self.addr)
+    }
+
+    /// A client that trusts `--cacert`, sends `--user` with every request and gives up on
+    /// a request after `--timeout-secs`. Redirects are not followed (a follower's 301 names
+    /// the leader; callers decide).
+    ///
+    /// # Errors
+    /// When `--user` is not `USER:PASSWORD`, or the CA cannot be read.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let timeout = Duration::from_secs(self.timeout_secs.max(1));
+        let credentials = match self.user.as_deref().map(|u| u.split_once(':')) {
+            Some(Some(pair)) => Some(pair),
+            Some(None) => bail!("--user takes USER:PASSWORD"),
+            None => None,
+        };
+        let builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        crate::secure::client(builder, self.cacert.as_deref(), credentials)
+            .context("building the HTTP client")
+    }
+}
+
+/// `addr` as a base URL (`http://` assumed without a scheme; a trailing `/` added).
+///
+/// # Errors
+/// When it is not an http:// or https:// URL.
+pub fn base_url(addr: &str) -> anyhow::Result<Url> {
+    let with_scheme = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut url = Url::parse(&with_scheme).with_context(|| format!("{addr:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{addr:?}: only http:// and https:// URLs are supported");
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_a_scheme_is_http() {
+        assert_eq!(
+            base_url("127.0.0.1:4001").unwrap().as_str(),
+            "http://127.0.0.1:4001/"
+        );
+        assert!(base_url("ftp://x").is_err());
+    }
+}
