@@ -202,6 +202,7 @@ pub const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/status", need(&[Status], Node)),
     ("GET", "/nodes", need(&[Status], Node)),
     ("GET", "/readyz", need(&[Ready], Node)),
+    ("GET", "/metrics", need(&[Status], Node)),
     ("GET", "/leader", need(&[Status], Node)),
     ("POST", "/leader", need(&[LeaderOps], Node)),
     ("DELETE", "/remove", need(&[Remove], Node)),

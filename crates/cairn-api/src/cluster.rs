@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_node::{JoinRequest, NodeEntry, NodeError, Peer};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,25 @@ pub async fn status(State(state): State<AppState>, flags: Flags) -> Result<Respo
         status["http"]["auth"] = serde_json::Value::from("enabled");
     }
     Ok(flags.json(StatusCode::OK, &status))
+}
+
+/// `GET /metrics`: this node's series in the Prometheus text format (OpenMetrics 1.0):
+/// requests by route and status with latency histograms, write and read latency, Raft's
+/// term, indexes and leader changes, each follower's lag (on the leader), log, snapshot and
+/// database sizes, forwarded requests and errors by code. The series are listed in
+/// [`cairn_node::NodeMetrics`] and in the README.
+#[utoipa::path(get, path = "/metrics", tag = "cluster", responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .service
+        .render_metrics()
+        .ok_or_else(|| ApiError::of(cairn_sql::ErrorCode::NoRoute, "this node has no metrics"))?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, cairn_node::METRICS_CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }
 
 /// `GET /nodes`: the voters (every member with `nonvoters`), keyed by id (rqlite's legacy

@@ -121,6 +121,8 @@ impl IntoResponse for ApiError {
             leader: self.leader,
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
+        // For `cairn_errors_total`: the metrics layer reads the code back.
+        resp.extensions_mut().insert(self.code);
         // RFC 7235 §3.1: a 401 names the scheme to authenticate with; rqlite's clients
         // and browsers then send HTTP Basic credentials.
         if self.code == ErrorCode::Unauthorized {

@@ -23,7 +23,8 @@ mod service;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -103,6 +104,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::nodes))
         .routes(routes!(cluster::readyz))
+        .routes(routes!(cluster::metrics))
         .routes(routes!(cluster::leader, cluster::step_down))
         .routes(routes!(cluster::remove))
         .routes(routes!(cluster::join))
@@ -172,7 +174,46 @@ pub fn router_for(service: Arc<dyn Service>, access: Access) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::map_response(version_header))
+        // Outermost, so that it counts what the client got (rejections, 401s included).
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            observe_request,
+        ))
         .with_state(AppState { service })
+}
+
+/// Counts the request in the node's metrics: by matched route (`unmatched` for a path no
+/// route serves, so that hostile paths do not grow the label set), method and status, with
+/// its duration to the response head; an error answer also by its stable code.
+async fn observe_request(
+    State(service): State<Arc<dyn Service>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(telemetry) = service.telemetry().cloned() else {
+        return next.run(req).await;
+    };
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = match *req.method() {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS => req.method().as_str().to_string(),
+        _ => "other".to_string(),
+    };
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    telemetry.observe_http(&route, &method, resp.status().as_u16(), started.elapsed());
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        telemetry.observe_error(code.as_str());
+    }
+    resp
 }
 
 /// Every response carries the node's version under rqlite's header name

@@ -185,6 +185,18 @@ pub trait Service: Send + Sync + 'static {
     fn raft_scheme(&self) -> cairn_raft::Scheme {
         cairn_raft::Scheme::Http
     }
+
+    /// Where HTTP requests and error codes are counted (`None`: nowhere, as in the
+    /// handler tests' fake).
+    fn telemetry(&self) -> Option<&cairn_node::NodeMetrics> {
+        None
+    }
+
+    /// The text of `GET /metrics` (see [`cairn_node::NodeMetrics`]); `None` where there
+    /// are no metrics.
+    fn render_metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Service for Node {
@@ -319,5 +331,13 @@ impl Service for Node {
 
     fn raft_scheme(&self) -> cairn_raft::Scheme {
         Node::raft_scheme(self)
+    }
+
+    fn telemetry(&self) -> Option<&cairn_node::NodeMetrics> {
+        Some(Node::telemetry(self))
+    }
+
+    fn render_metrics(&self) -> Option<String> {
+        Some(Node::render_metrics(self))
     }
 }

@@ -9,6 +9,7 @@
 mod bootstrap;
 mod error;
 mod membership;
+mod metrics;
 mod node;
 mod queue;
 mod reads;
@@ -25,11 +26,12 @@ use serde::{Deserialize, Serialize};
 
 pub use cairn_raft::{NodeAddr, RaftSettings, Scheme, SECRET_HEADER};
 pub use error::{CommandError, NodeError};
+pub use metrics::{NodeMetrics, OpKind, RaftGauges, METRICS_CONTENT_TYPE};
 pub use node::Node;
 pub use status::{
-    friendly_bytes, go_duration, BuildStatus, ClusterStatus, DatabaseStatus, DbConf, HttpStatus,
-    NodeEntry, NodeStatus, OsStatus, RaftStatus, RuntimeStatus, SqliteStatus, Status, StoreLeader,
-    StoreRaft, StoreServer, StoreStatus,
+    friendly_bytes, go_duration, BuildStatus, ClusterStatus, DatabaseStatus, DbConf,
+    FollowerProgress, HttpStatus, NodeEntry, NodeStatus, OsStatus, RaftStatus, RuntimeStatus,
+    SqliteStatus, Status, StoreLeader, StoreRaft, StoreServer, StoreStatus,
 };
 
 /// Header carrying the node's version on every API response, under rqlite's name

@@ -48,8 +48,28 @@ pub struct Node {
     pub(crate) contact: Arc<LeaderContact>,
     pub(crate) queue: Queue,
     pub(crate) started: Instant,
+    /// Counters and histograms of `/metrics`.
+    pub(crate) telemetry: crate::NodeMetrics,
     /// Reports when the Raft log's file has been let go of, after shutdown.
     log_closed: LogClosed,
+}
+
+/// Counts leader changes for `cairn_raft_leader_changes_total`, until Raft shuts down.
+fn spawn_leader_watch(node: &Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    let telemetry = node.telemetry.clone();
+    tokio::spawn(async move {
+        let mut leader = rx.borrow_watched().current_leader;
+        while rx.changed().await.is_ok() {
+            let now = rx.borrow_watched().current_leader;
+            if now != leader {
+                if now.is_some() {
+                    telemetry.observe_leader_change();
+                }
+                leader = now;
+            }
+        }
+    });
 }
 
 pub(crate) fn elapsed_left(deadline: Instant) -> Duration {
@@ -85,8 +105,11 @@ impl Node {
         let log = LogStore::open(&cfg.data_dir.join("raft").join("log.redb"), 0)
             .map_err(|e| internal(&e))?;
         let log_closed = log.closed_watch();
+        let telemetry = crate::NodeMetrics::new();
+        let observed = telemetry.clone();
         let sm = StateMachine::open(store.clone(), &cfg.data_dir.join("snapshots"))
-            .map_err(|e| internal(&e))?;
+            .map_err(|e| internal(&e))?
+            .with_observer(Arc::new(move |e| observed.observe_snapshot(e)));
         let builder = || {
             let b = reqwest::Client::builder()
                 .tcp_nodelay(true)
@@ -141,9 +164,11 @@ impl Node {
             contact: Arc::new(LeaderContact::default()),
             queue: Queue::new(),
             started: Instant::now(),
+            telemetry,
             log_closed,
         });
         Queue::spawn_flusher(Arc::downgrade(&node));
+        spawn_leader_watch(&node);
         Ok(node)
     }
 

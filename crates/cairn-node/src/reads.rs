@@ -99,6 +99,21 @@ impl Node {
         freshness: Option<Duration>,
         timeout: Duration,
     ) -> Result<Vec<StatementResult>, NodeError> {
+        let started = Instant::now();
+        let out = self.query_at(db, stmts, level, freshness, timeout).await;
+        self.telemetry
+            .observe_operation(crate::OpKind::Read, started.elapsed());
+        out
+    }
+
+    async fn query_at(
+        &self,
+        db: &str,
+        stmts: Vec<Statement>,
+        level: Level,
+        freshness: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Vec<StatementResult>, NodeError> {
         if stmts.is_empty() {
             return Err(NodeError::BadRequest("empty statement list".into()));
         }

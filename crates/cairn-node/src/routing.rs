@@ -45,6 +45,7 @@ impl Node {
                     .await
                     .map_err(rpc::CallError::Remote),
                 Some(l) => {
+                    self.telemetry.observe_forwarded(rpc.op_kind());
                     rpc::call(
                         &self.raft_http,
                         &self.secret,

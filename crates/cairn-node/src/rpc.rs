@@ -51,6 +51,15 @@ impl NodeRpc {
             NodeRpc::Query { .. } | NodeRpc::CommitIndex | NodeRpc::HasDatabase(_) => false,
         }
     }
+
+    /// What the operation is, for `cairn_forwarded_requests_total`.
+    pub(crate) fn op_kind(&self) -> crate::OpKind {
+        match self {
+            NodeRpc::Write(Command::Query { .. }) | NodeRpc::Query { .. } => crate::OpKind::Read,
+            NodeRpc::Write(_) => crate::OpKind::Write,
+            _ => crate::OpKind::Other,
+        }
+    }
 }
 
 /// Why a call to the leader failed, by what it means for the operation's outcome.

@@ -329,6 +329,26 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// Milliseconds since the leader last reached this node (followers only).
     pub last_contact_ms: Option<u64>,
+    /// On the leader: every other member's replication progress, by node id. Empty on
+    /// followers and learners.
+    #[serde(default)]
+    pub replication: Vec<FollowerProgress>,
+}
+
+/// How far one follower (or learner) has caught up with the leader, as the leader sees it
+/// (openraft's `RaftMetrics::replication` and `heartbeat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FollowerProgress {
+    /// The member's node id.
+    pub node_id: u64,
+    /// The highest log index the leader knows the member holds (`null`: none yet).
+    pub matched_index: Option<u64>,
+    /// Entries the member is behind the leader's last log index.
+    pub lag_entries: u64,
+    /// Milliseconds since the member last acknowledged the leader (`null`: never, since
+    /// this node became leader).
+    pub last_ack_ms: Option<u64>,
 }
 
 /// One member as `/nodes` lists it: rqlite's `http/nodes.go` `Node` fields.

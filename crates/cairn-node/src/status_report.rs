@@ -8,13 +8,82 @@ use openraft::ServerState;
 
 use crate::node::Node;
 use crate::status::{
-    self, BuildStatus, ClusterStatus, DatabaseStatus, DbConf, HttpStatus, NodeEntry, NodeStatus,
-    OsStatus, RaftStatus, RuntimeStatus, SqliteStatus, Status, StoreLeader, StoreRaft, StoreServer,
-    StoreStatus,
+    self, BuildStatus, ClusterStatus, DatabaseStatus, DbConf, FollowerProgress, HttpStatus,
+    NodeEntry, NodeStatus, OsStatus, RaftStatus, RuntimeStatus, SqliteStatus, Status, StoreLeader,
+    StoreRaft, StoreServer, StoreStatus,
 };
 use crate::VERSION_HEADER;
 
 impl Node {
+    /// On the leader, each other member's progress (empty elsewhere).
+    pub(crate) fn replication(&self, m: &crate::node::Metrics) -> Vec<FollowerProgress> {
+        let (Some(replication), true) = (&m.replication, m.state == ServerState::Leader) else {
+            return Vec::new();
+        };
+        use openraft::Instant as _;
+        let last = m.last_log_index.unwrap_or(0);
+        replication
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(&node_id, matched)| {
+                let matched_index = matched.as_ref().map(|l| l.index);
+                let last_ack_ms = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(&node_id).cloned().flatten())
+                    .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+                FollowerProgress {
+                    node_id,
+                    matched_index,
+                    lag_entries: last.saturating_sub(matched_index.unwrap_or(0)),
+                    last_ack_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// The text of `GET /metrics` (Prometheus/OpenMetrics; see [`crate::NodeMetrics`]):
+    /// counters as they stand, gauges read from Raft and the store now.
+    pub fn render_metrics(&self) -> String {
+        let m = self.metrics();
+        let commit_index = m
+            .cluster_committed
+            .as_ref()
+            .map(|l| l.index)
+            .or(m.local_committed.as_ref().map(|l| l.index));
+        let followers = self
+            .replication(&m)
+            .into_iter()
+            .map(|f| {
+                (
+                    f.node_id,
+                    f.matched_index,
+                    f.lag_entries,
+                    f.last_ack_ms.map(|ms| ms as f64 / 1000.0),
+                )
+            })
+            .collect();
+        let log_bytes =
+            std::fs::metadata(self.data_dir.join("raft").join("log.redb")).map_or(0, |md| md.len());
+        self.telemetry.render(&crate::RaftGauges {
+            term: m.current_term,
+            is_leader: m.state == ServerState::Leader && m.current_leader == Some(self.id),
+            last_log_index: m.last_log_index,
+            commit_index,
+            applied_index: m.last_applied.as_ref().map(|l| l.index),
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+            purged_index: m.purged.as_ref().map(|l| l.index),
+            followers,
+            log_bytes,
+            databases: self.store.databases(),
+        })
+    }
+
+    /// This node's counters and histograms, for the API layer to record requests in.
+    pub fn telemetry(&self) -> &crate::NodeMetrics {
+        &self.telemetry
+    }
+
     /// Node, Raft and store status: rqlite's `/status` sections and Cairn's `raft` (see
     /// [`Status`]).
     pub fn status(&self) -> Status {
@@ -46,6 +115,7 @@ impl Node {
             } else {
                 self.contact.elapsed_ms()
             },
+            replication: self.replication(&m),
         };
         let databases: Vec<DatabaseStatus> = self
             .store

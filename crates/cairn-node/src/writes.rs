@@ -50,7 +50,11 @@ impl Node {
             ctx: EntryContext::now(),
             request_id,
         };
-        self.write(cmd, timeout).await.and_then(into_results)
+        let started = std::time::Instant::now();
+        let out = self.write(cmd, timeout).await.and_then(into_results);
+        self.telemetry
+            .observe_operation(crate::OpKind::Write, started.elapsed());
+        out
     }
 
     /// Queues `stmts` to be written in a later batch (rqlite's `queue` flag) and returns the

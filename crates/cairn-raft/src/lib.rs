@@ -10,7 +10,7 @@ mod state_machine;
 pub use command::{Command, CommandError, NodeAddr, Response, Scheme};
 pub use log_store::{LogClosed, LogStore};
 pub use network::{decode, encode, Network};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotEvent, SnapshotObserver, StateMachine};
 
 openraft::declare_raft_types!(
     /// Cairn's Raft types: commands in, responses out, `u64` node ids, nodes known by their

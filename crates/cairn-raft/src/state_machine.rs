@@ -65,10 +65,24 @@ struct SnapshotRecord {
     file: String,
 }
 
+/// What the state machine reports about snapshots, to [`StateMachine::with_observer`]'s
+/// callback (the node turns these into metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotEvent {
+    /// This node built a snapshot; how long writing its archive took.
+    Built(std::time::Duration),
+    /// This node installed a snapshot received from the leader.
+    Installed,
+}
+
+/// A callback told of every [`SnapshotEvent`]; it must not block.
+pub type SnapshotObserver = Arc<dyn Fn(SnapshotEvent) + Send + Sync>;
+
 /// Applies the log to the node's databases. Queries do not go through here: the node reads
 /// the shared [`Store`] directly.
 pub struct StateMachine {
     store: Arc<Store>,
+    observer: Option<SnapshotObserver>,
     snapshot_dir: PathBuf,
     /// Held while `current.json` is read and replaced (builds finish on other tasks).
     current_lock: Arc<std::sync::Mutex<()>>,
@@ -104,11 +118,19 @@ impl StateMachine {
         };
         Ok(StateMachine {
             store,
+            observer: None,
             snapshot_dir: snapshot_dir.to_path_buf(),
             current_lock: Arc::new(std::sync::Mutex::new(())),
             last_applied,
             membership,
         })
+    }
+
+    /// Tells `observer` of every snapshot built or installed from now on.
+    #[must_use]
+    pub fn with_observer(mut self, observer: SnapshotObserver) -> StateMachine {
+        self.observer = Some(observer);
+        self
     }
 
     /// The encoded `last_applied` and membership, as [`save_state`] stores them.
@@ -370,6 +392,7 @@ pub struct SnapshotBuilder {
     current_lock: Arc<std::sync::Mutex<()>>,
     /// Why pinning failed, reported by `build_snapshot`.
     error: Option<String>,
+    observer: Option<SnapshotObserver>,
 }
 
 impl RaftSnapshotBuilder<C> for SnapshotBuilder {
@@ -426,11 +449,15 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
             return Err(io::Error::other("no current snapshot after building one"));
         };
         if ours {
+            let took = started.elapsed();
             tracing::info!(
                 last_log_id = ?self.meta.last_log_id,
-                ms = started.elapsed().as_millis() as u64,
+                ms = took.as_millis() as u64,
                 "built snapshot"
             );
+            if let Some(observe) = &self.observer {
+                observe(SnapshotEvent::Built(took));
+            }
         } else {
             tracing::info!(
                 last_log_id = ?self.meta.last_log_id,
@@ -534,6 +561,7 @@ impl RaftStateMachine<C> for StateMachine {
             dir: self.snapshot_dir.clone(),
             current_lock: self.current_lock.clone(),
             error,
+            observer: self.observer.clone(),
         }
     }
 
@@ -581,6 +609,9 @@ impl RaftStateMachine<C> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        if let Some(observe) = &self.observer {
+            observe(SnapshotEvent::Installed);
+        }
         Ok(())
     }
 

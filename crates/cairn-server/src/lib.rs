@@ -129,6 +129,10 @@ pub struct ServerConfig {
     /// cluster has it or none does. Default `None`: plain HTTP, guarded by the cluster
     /// secret alone.
     pub node_tls: Option<cairn_tls::NodeTls>,
+    /// Browser origins allowed to call the public API from another site (CORS, the
+    /// Fetch standard): `scheme://host[:port]` each, or `*` for any. Default: none, so
+    /// browsers keep other sites' pages from reading the API's answers.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerConfig {
@@ -150,8 +154,67 @@ impl ServerConfig {
             auth: None,
             http_tls: None,
             node_tls: None,
+            cors_origins: Vec::new(),
         }
     }
+}
+
+/// The CORS layer for `origins` (`None` when there are none): preflight requests are
+/// answered before authentication (browsers send them without credentials); answers to
+/// allowed origins carry `Access-Control-Allow-Origin`. Methods: those the API serves;
+/// headers: `Content-Type`, `Authorization`, `Idempotency-Key`; exposed: the version header.
+///
+/// # Errors
+/// [`ServeError::Config`] for an origin that is not `*` nor `scheme://host[:port]`.
+pub fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>, ServeError> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let mut values = Vec::with_capacity(origins.len());
+        for o in origins {
+            let o = o.trim().trim_end_matches('/');
+            let valid = o.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains(['/', '?', '#', ' ', '@'])
+            });
+            let value = HeaderValue::from_str(o)
+                .ok()
+                .filter(|_| valid)
+                .ok_or_else(|| {
+                    ServeError::Config(format!(
+                        "--cors-origins: {o:?} is not an origin (scheme://host[:port], or *)"
+                    ))
+                })?;
+            values.push(value);
+        }
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([HeaderName::from_static("x-rqlite-version")])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
 }
 
 /// Loads the cluster secret: the given one, else the one kept in the data directory, else a
@@ -295,6 +358,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Handle, ServeError> {
     let tls = Tls::load(&config)?;
+    let cors = cors_layer(&config.cors_origins)?;
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
     let secret = cluster_secret(config.cluster_secret.clone(), data_dir)?;
@@ -367,7 +431,7 @@ pub async fn serve(
         node.clone(),
         listeners,
         node_config,
-        (limits, access),
+        (limits, access, cors),
         tls,
         stop.clone(),
     ));
@@ -393,7 +457,11 @@ async fn run(
     node: Arc<Node>,
     listeners: Listeners,
     node_config: NodeConfig,
-    ((http_limits, raft_limits), access): ((ServeLimits, ServeLimits), cairn_api::Access),
+    ((http_limits, raft_limits), access, cors): (
+        (ServeLimits, ServeLimits),
+        cairn_api::Access,
+        Option<tower_http::cors::CorsLayer>,
+    ),
     tls: Tls,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -404,9 +472,13 @@ async fn run(
         tls.node_server,
         stop.clone().cancelled_owned(),
     ));
+    let mut public_router = cairn_api::router(node.clone(), access);
+    if let Some(cors) = cors {
+        public_router = public_router.layer(cors);
+    }
     let public = tokio::spawn(http::serve_router_tls(
         listeners.http,
-        cairn_api::router(node.clone(), access),
+        public_router,
         http_limits,
         tls.http_server,
         stop.clone().cancelled_owned(),

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn an_address_without_a_scheme_is_http() {
         assert_eq!(
-            base_url("127.0.0.1:4001").unwrap().as_str(),
+            base_url("127.0.0.1:4001").expect("a URL").as_str(),
             "http://127.0.0.1:4001/"
         );
         assert!(base_url("ftp://x").is_err());

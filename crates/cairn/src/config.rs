@@ -90,6 +90,10 @@ pub struct StartArgs {
     /// fails the TLS handshake (always mutual). Reloaded when it changes.
     #[arg(long, env = "CAIRN_NODE_CA_CERT", help_heading = "TLS")]
     pub node_ca_cert: Option<PathBuf>,
+    /// Browser origins allowed to call the API from other sites (CORS), comma-separated:
+    /// `https://app.example.com,http://localhost:3000`, or `*` for any. None by default.
+    #[arg(long, env = "CAIRN_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
     /// A TOML file with any of the settings above.
     #[arg(long, env = "CAIRN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -120,6 +124,7 @@ struct FileConfig {
     node_cert: Option<PathBuf>,
     node_key: Option<PathBuf>,
     node_ca_cert: Option<PathBuf>,
+    cors_origins: Option<Vec<String>>,
 }
 
 pub use cairn_launch::NodeIdentity;
@@ -141,6 +146,8 @@ pub struct Settings {
     pub raft: cairn_node::RaftSettings,
     pub http_tls: Option<cairn_tls::HttpTls>,
     pub node_tls: Option<cairn_tls::NodeTls>,
+    /// `--cors-origins`: empty for none.
+    pub cors_origins: Vec<String>,
 }
 
 impl StartArgs {
@@ -236,6 +243,14 @@ impl StartArgs {
             raft,
             http_tls,
             node_tls,
+            cors_origins: self
+                .cors_origins
+                .or(file.cors_origins)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
         })
     }
 }

@@ -43,6 +43,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         auth,
         http_tls: s.http_tls.clone(),
         node_tls: s.node_tls.clone(),
+        cors_origins: s.cors_origins.clone(),
     };
     let handle = cairn_server::serve(listeners, config, shutdown_signal()).await?;
     let written = NodeIdentity {
