@@ -124,8 +124,9 @@ struct Net {
 }
 
 impl Net {
-    /// Creates the bridge namespace, or `Ok(None)` when this process may not create network
-    /// namespaces at all (the one case the test skips).
+    /// Creates the namespaces, the bridge and the veths, or returns `Ok(None)` when this
+    /// process may not create network namespaces at all (the one case the test skips).
+    /// Whatever was created before an error is deleted again.
     fn create_or_skip() -> Result<Option<Net>> {
         if !is_root() {
             eprintln!(
