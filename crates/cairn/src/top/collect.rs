@@ -18,6 +18,10 @@ use crate::client::base_url;
 /// Tables are read this often (they change rarely, and each database costs a query).
 const TABLES_EVERY: Duration = Duration::from_secs(5);
 
+/// Membership (`/nodes`, which makes the node asked contact every other) is read this
+/// often once known; until then, at every refresh.
+const MEMBERSHIP_EVERY: Duration = Duration::from_secs(5);
+
 /// The shortest per-request timeout, whatever the interval.
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -54,6 +58,8 @@ pub struct Collector {
     seed: Url,
     /// The last successful `/nodes` listing: `(id, API URL)`.
     members: Vec<(u64, Url)>,
+    /// When `members` was read.
+    members_at: Option<Instant>,
     memory: HashMap<Url, Memory>,
     /// The leader's URL as the last refresh saw it (asked for `/nodes` first).
     leader: Option<Url>,
@@ -73,6 +79,7 @@ impl Collector {
             source: source.to_string(),
             seed,
             members: Vec::new(),
+            members_at: None,
             memory: HashMap::new(),
             leader: None,
             database_source: None,
@@ -104,11 +111,22 @@ impl Collector {
                     .map(|(_, u)| u.clone())
             })
             .unwrap_or_else(|| self.seed.clone());
+        let members_due = self.members.is_empty()
+            || self
+                .members_at
+                .is_none_or(|at| at.elapsed() >= MEMBERSHIP_EVERY);
         let tables_due = self.tables_at.is_none_or(|at| at.elapsed() >= TABLES_EVERY);
         let tables_from = self.database_source.clone().filter(|_| tables_due);
 
         let (listing, fetched, tables) = tokio::join!(
-            get_json(&self.client, &nodes_from, "nodes?ver=2&nonvoters", timeout),
+            async {
+                if members_due {
+                    let path = "nodes?ver=2&nonvoters";
+                    Some(get_json(&self.client, &nodes_from, path, timeout).await)
+                } else {
+                    None
+                }
+            },
             fetch_nodes(
                 &self.client,
                 targets.iter().map(|(_, u)| u.clone()),
@@ -136,8 +154,16 @@ impl Collector {
         }
 
         // Members from /nodes; those not fetched yet (the first refresh) are fetched now.
+        let mut membership_error = None;
+        let listing = match listing {
+            Some(Ok(v)) => Some(v),
+            Some(Err((_, why))) => {
+                membership_error = Some(format!("membership (/nodes from {nodes_from}): {why}"));
+                None
+            }
+            None => None,
+        };
         let listed: Vec<(u64, Url)> = listing
-            .ok()
             .map(|v| {
                 model::members(&v)
                     .into_iter()
@@ -170,6 +196,7 @@ impl Collector {
                 }
             }
             self.members = listed;
+            self.members_at = Some(Instant::now());
         }
 
         let now = Instant::now();
@@ -212,7 +239,11 @@ impl Collector {
         if database_source.is_some() {
             self.database_source = database_source;
         }
-        model::assemble(&self.source, interval, clock(), inputs, &self.tables)
+        let mut snapshot = model::assemble(&self.source, interval, clock(), inputs, &self.tables);
+        if self.members.is_empty() {
+            snapshot.errors.extend(membership_error);
+        }
+        snapshot
     }
 }
 

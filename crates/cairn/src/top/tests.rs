@@ -208,3 +208,65 @@ fn missing_metrics_and_replication_show_as_dashes() {
     let node1 = cells_after(&line_with(&screen, &["node 1", " - "]), "node 1");
     assert_eq!(node1, ["-", "-", "-", "-", "-", "-"]);
 }
+
+/// The collector against three in-process nodes: one refresh from one address finds every
+/// node and the leader; the next reads the tables; a stopped node is unreachable at the
+/// refresh after.
+#[test]
+fn a_refresh_from_one_address_finds_every_node_the_leader_and_the_tables() {
+    use cairn_testkit::{Cluster, TestCluster};
+
+    use super::collect::Collector;
+    use crate::client::base_url;
+
+    let mut c = TestCluster::start(3).expect("a 3-node cluster starts");
+    c.execute_ok(0, &serde_json::json!(["CREATE TABLE pets (name TEXT)"]))
+        .expect("create a table");
+    let leader = c.leader().expect("a leader");
+    let follower = c
+        .followers()
+        .expect("followers")
+        .into_iter()
+        .next()
+        .expect("a follower");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client");
+    let addr = c.http_addr(follower).to_string();
+    let mut collector = Collector::new(client, &addr, base_url(&addr).expect("a URL"));
+    let every = Duration::from_secs(1);
+
+    let first = runtime.block_on(collector.collect(every, every));
+    assert_eq!(first.nodes.len(), 3, "{first:#?}");
+    assert!(
+        first.nodes.iter().all(|n| n.reach == Reach::Up),
+        "{first:#?}"
+    );
+    assert_eq!(first.leader, Some(c.id(leader)), "{first:#?}");
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+
+    let second = runtime.block_on(collector.collect(every, every));
+    let main = second
+        .databases
+        .iter()
+        .find(|d| d.name == "main")
+        .expect("the main database");
+    assert_eq!(main.tables, Some(vec!["pets".to_string()]), "{second:#?}");
+
+    c.stop(follower).expect("stop a follower");
+    let third = runtime.block_on(collector.collect(every, every));
+    let stopped = third
+        .nodes
+        .iter()
+        .find(|n| n.id == Some(c.id(follower)))
+        .expect("the stopped node is still listed");
+    assert_eq!(stopped.reach, Reach::Unreachable, "{third:#?}");
+    assert!(stopped.last_seen.is_some(), "{stopped:?}");
+    assert_eq!(third.leader, Some(c.id(leader)), "{third:#?}");
+    assert_eq!(third.errors.len(), 1, "{:?}", third.errors);
+}
