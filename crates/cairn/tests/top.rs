@@ -258,7 +258,8 @@ fn the_dashboard_marks_the_leader_and_shows_it_unreachable_once_killed() {
     let (row, _) = top.wait_line(START_TIMEOUT, "the leader marked", |l| {
         l.contains(&leader_addr) && l.contains("LEADER")
     });
-    assert!(row.contains("* ") && row.contains("yes"), "{row}");
+    let marked = format!("*{}", c.id(leader));
+    assert!(row.contains(&marked) && row.contains("yes"), "{row}");
     for i in c.running() {
         let addr = c.http_addr(i).to_string();
         top.wait_line(START_TIMEOUT, &format!("node {addr} listed"), |l| {

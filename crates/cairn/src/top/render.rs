@@ -22,23 +22,54 @@ const WARN: Style = Style::new().fg(Color::Yellow);
 const GOOD: Style = Style::new().fg(Color::Green);
 const DIM: Style = Style::new().fg(Color::DarkGray);
 
+/// Below this width the replication and load panels are stacked instead of side by side.
+const SIDE_BY_SIDE_WIDTH: u16 = 100;
+
 /// Draws the whole dashboard for `snap` on `frame`.
 pub fn draw(frame: &mut Frame, snap: &Snapshot) {
-    let node_rows = u16::try_from(snap.nodes.len().max(1)).unwrap_or(u16::MAX);
-    let followers = snap.replication.as_ref().map_or(1, Vec::len).max(1);
-    let middle = u16::try_from(followers.max(snap.nodes.len() + 1)).unwrap_or(u16::MAX);
+    let rows = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    let node_rows = rows(snap.nodes.len().max(1));
+    let followers = rows(snap.replication.as_ref().map_or(1, Vec::len).max(1));
+    // The load table has a row per node and one for all of them.
+    let load_rows = node_rows.saturating_add(1);
     let errors = snap.errors.len().min(MAX_ERROR_LINES);
-    let footer = u16::try_from(errors + 1).unwrap_or(1);
-    let [header, nodes, mid, databases, keys] = Layout::vertical([
-        Constraint::Length(5),
-        Constraint::Length(node_rows.saturating_add(3)),
-        Constraint::Length(middle.saturating_add(3)),
-        Constraint::Min(3),
-        Constraint::Length(footer),
+    let footer = rows(errors + 1);
+    let side_by_side = frame.area().width >= SIDE_BY_SIDE_WIDTH;
+    let (replication_height, load_height) = if side_by_side {
+        let both = followers.max(load_rows).saturating_add(3);
+        (both, 0)
+    } else {
+        (followers.saturating_add(3), load_rows.saturating_add(3))
+    };
+    // Heights by priority when the terminal is short: the header, the nodes, the footer,
+    // then replication and load; databases get what is left.
+    let mut left = frame.area().height;
+    let mut take = |want: u16| {
+        let h = want.min(left);
+        left -= h;
+        h
+    };
+    let header_height = take(5);
+    let nodes_height = take(node_rows.saturating_add(3));
+    let footer_height = take(footer);
+    let replication_height = take(replication_height);
+    let load_height = take(load_height);
+    let [header, nodes, mid, below, databases, keys] = Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Length(nodes_height),
+        Constraint::Length(replication_height),
+        Constraint::Length(load_height),
+        Constraint::Length(left),
+        Constraint::Length(footer_height),
     ])
     .areas(frame.area());
-    let [replication, load] =
-        Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(mid);
+    let (replication, load) = if side_by_side {
+        let [r, l] =
+            Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(mid);
+        (r, l)
+    } else {
+        (mid, below)
+    };
     draw_header(frame, header, snap);
     draw_nodes(frame, nodes, snap);
     draw_replication(frame, replication, snap);
@@ -98,9 +129,15 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot) {
 }
 
 fn draw_nodes(frame: &mut Frame, area: Rect, snap: &Snapshot) {
-    let header = Row::new([
-        "",
-        "ID",
+    let address_width = snap
+        .nodes
+        .iter()
+        .map(|n| short_addr(&n.api_addr).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 40);
+    let mut header = vec![
+        " ID",
         "ADDRESS",
         "ROLE",
         "TERM",
@@ -109,61 +146,77 @@ fn draw_nodes(frame: &mut Frame, area: Rect, snap: &Snapshot) {
         "LOG",
         "COMMIT",
         "APPLIED",
-    ])
-    .style(HEADER);
-    let rows = snap.nodes.iter().map(|n| {
-        let (reach, reach_style) = match n.reach {
-            Reach::Up => ("yes".to_string(), GOOD),
-            Reach::Unreachable => ("unreachable".to_string(), BAD),
-            Reach::Error => ("error".to_string(), BAD),
-        };
-        let role = match (&n.role, n.is_leader) {
-            (Some(_), true) => "LEADER".to_string(),
-            (Some(r), false) => r.clone(),
-            (None, _) => "-".to_string(),
-        };
-        let contact = match (n.reach, n.last_seen) {
-            (Reach::Up, _) => n.last_contact_ms.map_or_else(|| "-".into(), millis),
-            (_, Some(ago)) => format!("seen {} ago", duration(ago)),
-            (_, None) => "never seen".to_string(),
-        };
-        let style = if n.is_leader {
-            LEADER
-        } else if n.reach != Reach::Up {
-            DIM
-        } else {
-            Style::new()
-        };
-        Row::new([
-            Cell::from(if n.is_leader { "*" } else { "" }),
-            Cell::from(id_text(n.id)),
-            Cell::from(n.api_addr.clone()),
-            Cell::from(role),
-            Cell::from(opt(n.term)),
-            Cell::from(reach).style(reach_style),
-            Cell::from(contact),
-            Cell::from(opt(n.last_log_index)),
-            Cell::from(opt(n.commit_index)),
-            Cell::from(opt(n.applied_index)),
-        ])
-        .style(style)
-    });
-    let widths = [
-        Constraint::Length(1),
-        Constraint::Length(4),
-        Constraint::Min(16),
-        Constraint::Length(9),
-        Constraint::Length(5),
-        Constraint::Length(11),
-        Constraint::Length(14),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(8),
     ];
-    let table = Table::new(rows, widths)
-        .header(header)
+    let mut widths: Vec<u16> = vec![
+        4,
+        u16::try_from(address_width).unwrap_or(40),
+        9,
+        5,
+        11,
+        10,
+        8,
+        8,
+        8,
+    ];
+    let mut rows: Vec<(Vec<Cell>, Style)> = snap.nodes.iter().map(node_cells).collect();
+    // On a narrow terminal the log index goes first (commit and applied say more).
+    let needed: u16 = widths.iter().sum::<u16>() + 2 + 8;
+    if area.width < needed {
+        header.remove(LOG_COLUMN);
+        widths.remove(LOG_COLUMN);
+        for (cells, _) in &mut rows {
+            cells.remove(LOG_COLUMN);
+        }
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(cells, style)| Row::new(cells).style(style));
+    let table = Table::new(rows, widths.into_iter().map(Constraint::Length))
+        .header(Row::new(header).style(HEADER))
         .block(Block::bordered().title(" Nodes "));
     frame.render_widget(table, area);
+}
+
+/// The position of the LOG column in the nodes table.
+const LOG_COLUMN: usize = 6;
+
+/// One node's cells in the nodes table, and the row's style.
+fn node_cells(n: &NodeRow) -> (Vec<Cell<'static>>, Style) {
+    let (reach, reach_style) = match n.reach {
+        Reach::Up => ("yes".to_string(), GOOD),
+        Reach::Unreachable => ("unreachable".to_string(), BAD),
+        Reach::Error => ("error".to_string(), BAD),
+    };
+    let role = match (&n.role, n.is_leader) {
+        (Some(_), true) => "LEADER".to_string(),
+        (Some(r), false) => r.clone(),
+        (None, _) => "-".to_string(),
+    };
+    let contact = match (n.reach, n.last_seen) {
+        (Reach::Up, _) => n.last_contact_ms.map_or_else(|| "-".into(), millis),
+        (_, Some(ago)) => format!("{} ago", duration(ago)),
+        (_, None) => "never".to_string(),
+    };
+    let style = if n.is_leader {
+        LEADER
+    } else if n.reach != Reach::Up {
+        DIM
+    } else {
+        Style::new()
+    };
+    let marker = if n.is_leader { "*" } else { " " };
+    let cells = vec![
+        Cell::from(format!("{marker}{}", id_text(n.id))),
+        Cell::from(short_addr(&n.api_addr).to_string()),
+        Cell::from(role),
+        Cell::from(opt(n.term)),
+        Cell::from(reach).style(reach_style),
+        Cell::from(contact),
+        Cell::from(opt(n.last_log_index)),
+        Cell::from(opt(n.commit_index)),
+        Cell::from(opt(n.applied_index)),
+    ];
+    (cells, style)
 }
 
 fn draw_replication(frame: &mut Frame, area: Rect, snap: &Snapshot) {
@@ -290,6 +343,11 @@ fn draw_footer(frame: &mut Frame, area: Rect, snap: &Snapshot) {
     }
     lines.push(Line::from(keys));
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// An API URL without `http://` (an `https://` one keeps its scheme: it matters).
+fn short_addr(url: &str) -> &str {
+    url.strip_prefix("http://").unwrap_or(url)
 }
 
 fn id_text(id: Option<u64>) -> String {
