@@ -158,7 +158,8 @@ impl Collector {
         let listing = match listing {
             Some(Ok(v)) => Some(v),
             Some(Err((_, why))) => {
-                membership_error = Some(format!("membership (/nodes from {nodes_from}): {why}"));
+                let from = nodes_from.as_str().trim_end_matches('/');
+                membership_error = Some(format!("membership (/nodes from {from}): {why}"));
                 None
             }
             None => None,

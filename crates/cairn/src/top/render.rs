@@ -23,7 +23,7 @@ const GOOD: Style = Style::new().fg(Color::Green);
 const DIM: Style = Style::new().fg(Color::DarkGray);
 
 /// Below this width the replication and load panels are stacked instead of side by side.
-const SIDE_BY_SIDE_WIDTH: u16 = 100;
+const SIDE_BY_SIDE_WIDTH: u16 = 112;
 
 /// Draws the whole dashboard for `snap` on `frame`.
 pub fn draw(frame: &mut Frame, snap: &Snapshot) {
@@ -91,15 +91,15 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot) {
             Span::styled(format!("node {}", id_text(n.id)), LEADER),
             Span::raw(format!(" ({}), term {}", n.api_addr, opt(n.term))),
             Span::raw(format!(
-                "   {} nodes, {reachable} reachable",
-                snap.nodes.len()
+                "   {}, {reachable} reachable",
+                count(snap.nodes.len(), "node")
             )),
         ]),
         None => Line::from(vec![
             Span::styled("no leader known", BAD),
             Span::raw(format!(
-                "   {} nodes, {reachable} reachable",
-                snap.nodes.len()
+                "   {}, {reachable} reachable",
+                count(snap.nodes.len(), "node")
             )),
         ]),
     };
@@ -348,6 +348,15 @@ fn draw_footer(frame: &mut Frame, area: Rect, snap: &Snapshot) {
 /// An API URL without `http://` (an `https://` one keeps its scheme: it matters).
 fn short_addr(url: &str) -> &str {
     url.strip_prefix("http://").unwrap_or(url)
+}
+
+/// `1 node`, `3 nodes`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn id_text(id: Option<u64>) -> String {

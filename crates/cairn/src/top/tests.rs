@@ -15,7 +15,7 @@ use super::load::OpMetrics;
 use super::model::{self, NodeInput, Reach, Snapshot};
 use super::{render, svg};
 
-const WIDTH: u16 = 110;
+const WIDTH: u16 = 120;
 const HEIGHT: u16 = 26;
 
 fn fixture(name: &str) -> String {
