@@ -25,6 +25,9 @@ pub struct Histogram {
     pub sum: f64,
     /// `(le, cumulative count)`, sorted by `le`.
     pub buckets: Vec<(f64, f64)>,
+    /// `(quantile, seconds)` when the exporter wrote a summary instead of buckets: its own
+    /// estimate over its own window, used as is.
+    pub summary: Vec<(f64, f64)>,
 }
 
 impl Histogram {
@@ -54,12 +57,15 @@ impl Histogram {
             count: self.count - earlier.count,
             sum: (self.sum - earlier.sum).max(0.0),
             buckets,
+            summary: self.summary.clone(),
         }
     }
 
     /// Adds `other`'s observations (another node's); buckets are kept only when both have
     /// the same bounds.
     fn add(&mut self, other: &Histogram) {
+        // Two nodes' quantile estimates do not add up to the quantile of both.
+        self.summary.clear();
         if self.buckets.is_empty() && self.count == 0.0 {
             self.buckets = other.buckets.clone();
         } else if self.buckets.len() == other.buckets.len()
@@ -80,9 +86,18 @@ impl Histogram {
     }
 
     /// The `q`-quantile (0..=1) of the observations in seconds, as `histogram_quantile`
-    /// estimates it; `None` without observations or without a `+Inf` bucket.
+    /// estimates it; without buckets, the summary's value for exactly `q`. `None` without
+    /// observations, or when neither gives it.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        histogram_quantile(q, &self.buckets)
+        if self.count <= 0.0 {
+            return None;
+        }
+        histogram_quantile(q, &self.buckets).or_else(|| {
+            self.summary
+                .iter()
+                .find(|(at, v)| (at - q).abs() < 1e-9 && v.is_finite())
+                .map(|(_, v)| *v)
+        })
     }
 }
 
@@ -170,6 +185,11 @@ impl OpMetrics {
                         entry.2.push((c.less_than, c.count));
                     }
                 }
+                (Value::Summary(quantiles), name) if name == OPERATION_HISTOGRAM => {
+                    for q in quantiles {
+                        entry.3.push((q.quantile, q.count));
+                    }
+                }
                 (_, name) if name == count_name => {
                     *entry.0.get_or_insert(0.0) += scalar.unwrap_or(0.0);
                 }
@@ -187,7 +207,7 @@ impl OpMetrics {
             }
         }
         let mut out = OpMetrics::default();
-        for (op, (count, sum, mut raw)) in parts {
+        for (op, (count, sum, mut raw, summary)) in parts {
             raw.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut buckets: Vec<(f64, f64)> = Vec::with_capacity(raw.len());
             for (le, v) in raw {
@@ -205,6 +225,7 @@ impl OpMetrics {
                 count,
                 sum: sum.unwrap_or(0.0),
                 buckets,
+                summary,
             };
             match op.as_str() {
                 "write" => out.write = Some(histogram),
@@ -231,7 +252,7 @@ impl OpMetrics {
 
 /// One op's series as read, before they make a [`Histogram`]: `_count`, `_sum`, and
 /// `(le, cumulative count)` pairs (several per `le` when other labels differ).
-type Parts = (Option<f64>, Option<f64>, Vec<(f64, f64)>);
+type Parts = (Option<f64>, Option<f64>, Vec<(f64, f64)>, Vec<(f64, f64)>);
 
 /// `le` label values: numbers, `+Inf`.
 fn parse_bound(s: &str) -> Option<f64> {
@@ -355,12 +376,36 @@ garbage line {{{
     }
 
     #[test]
+    fn a_summary_gives_its_own_quantiles_when_there_are_no_buckets() {
+        let text = |count: u32| {
+            format!(
+                "\
+# TYPE cairn_operation_duration_seconds summary
+cairn_operation_duration_seconds{{op=\"read\",quantile=\"0.5\"}} 0.0004
+cairn_operation_duration_seconds{{op=\"read\",quantile=\"0.99\"}} 0.003
+cairn_operation_duration_seconds_sum{{op=\"read\"}} 0.5
+cairn_operation_duration_seconds_count{{op=\"read\"}} {count}
+"
+            )
+        };
+        let (earlier, later) = (OpMetrics::parse(&text(100)), OpMetrics::parse(&text(150)));
+        let load = later.since(&earlier, Duration::from_secs(1)).load();
+        assert_eq!(load.reads_per_s, Some(50.0));
+        assert_eq!(load.read_p50, Some(0.0004));
+        assert_eq!(load.read_p99, Some(0.003));
+        // Nothing served in between: no latency to show.
+        let idle = later.since(&later, Duration::from_secs(1)).load();
+        assert_eq!((idle.reads_per_s, idle.read_p50), (Some(0.0), None));
+    }
+
+    #[test]
     fn rates_come_from_the_difference_of_two_samples() {
         let at = |count: f64, fast: f64| OpMetrics {
             write: Some(Histogram {
                 count,
                 sum: count * 0.002,
                 buckets: vec![(0.001, fast), (0.01, count), (INF, count)],
+                summary: Vec::new(),
             }),
             read: None,
         };
@@ -385,6 +430,7 @@ garbage line {{{
                 count: 10.0,
                 sum: 0.1,
                 buckets: vec![(0.01, 10.0), (INF, 10.0)],
+                summary: Vec::new(),
             }),
             read: None,
         };
