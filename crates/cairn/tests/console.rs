@@ -570,54 +570,271 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[test]
-fn the_console_shows_the_cluster_and_edits_data_in_a_browser() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let driver = match Driver::start(dir.path()) {
-        Ok(d) => d,
-        Err(e) => panic!("{e:#}"),
-    };
-    let c = TestCluster::start(3).expect("a 3-node cluster starts");
-    let leader = c.leader().expect("a leader");
-    let follower = c.followers().expect("followers")[0];
-    let nodes = Nodes {
-        ids: c.ids(),
-        follower_id: c.id(follower),
-        leader_url: c.url(leader),
-        follower_url: c.url(follower),
-    };
+fn target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     std::fs::create_dir_all(&target).expect("the target directory");
-    let shot = target.join("console.png");
+    target
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let profile = dir.path().join("chromium-profile");
-    let outcome = rt.block_on(async {
-        let b = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities(&profile))
-            .connect(&driver.url())
-            .await
-            .context("a chromium session")?;
-        let outcome = tour(&b, &nodes, &shot).await;
-        if outcome.is_err() {
-            // What the page looked like when the step failed.
-            if let Ok(png) = b.screenshot().await {
-                let _ = std::fs::write(target.join("console-failure.png"), png);
-            }
+/// A headless chromium session through its own chromedriver, with the runtime its async
+/// calls run on. Dropping it closes the session and kills chromedriver (and with it the
+/// browser), also when the test panics.
+struct Browser {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    driver: Driver,
+    /// Where a failed step's screenshot goes (`target/console-<name>-failure.png`).
+    failure_shot: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a browser session; panics with what to install when
+    /// chromium or chromedriver are missing (the test must not pass silently).
+    fn start(name: &str) -> Browser {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let driver = match Driver::start(dir.path()) {
+            Ok(d) => d,
+            Err(e) => panic!("{e:#}"),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let profile = dir.path().join("chromium-profile");
+        let client = rt
+            .block_on(
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(capabilities(&profile))
+                    .connect(&driver.url()),
+            )
+            .unwrap_or_else(|e| panic!("a chromium session: {e}\n{}", driver.log_tail()));
+        Browser {
+            client,
+            rt,
+            driver,
+            failure_shot: target_dir().join(format!("console-{name}-failure.png")),
+            _dir: dir,
         }
-        let closed = b.close().await;
-        outcome.and(closed.map_err(anyhow::Error::from))
-    });
-    if let Err(e) = outcome {
-        panic!("{e:#}\n{}", driver.log_tail());
     }
 
+    /// Runs one step of a test in the browser; on failure saves what the page looked like
+    /// and panics with the error and chromedriver's log.
+    fn run<T>(&self, step: impl std::future::Future<Output = Result<T>>) -> T {
+        match self.rt.block_on(step) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Ok(png) = self.rt.block_on(self.client.screenshot()) {
+                    let _ = std::fs::write(&self.failure_shot, png);
+                }
+                panic!(
+                    "{e:#}\n(the page: {})\n{}",
+                    self.failure_shot.display(),
+                    self.driver.log_tail()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(UI_TIMEOUT, client.close()).await });
+    }
+}
+
+/// Replaces `raft.replication` in every `/status` the page fetches from now on with
+/// `replication`, the shape the leader reports (`[{"node_id", "matched_index",
+/// "lag_entries", "last_ack_ms"}]`): what the page draws from it does not depend on the
+/// lag a healthy loopback cluster happens to have.
+async fn fake_replication(b: &Client, replication: &Value) -> Result<()> {
+    b.execute(
+        "const rep = arguments[0]; const real = window.fetch;
+         window.fetch = async (path, init) => {
+           const resp = await real(path, init);
+           if (!String(path).startsWith('/status')) return resp;
+           const body = await resp.json();
+           body.raft.replication = rep;
+           return new Response(JSON.stringify(body), {status: resp.status, headers: resp.headers});
+         };
+         return true;",
+        vec![replication.clone()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `[[id, matched, lag, ack], ...]` of the nodes table, sorted by id.
+const REPLICATION_CELLS: &str = "return Array.from(document.querySelectorAll('#nodes tbody tr'))\
+    .map(r => [r.dataset.nodeId, r.querySelector('.matched').textContent,\
+               r.querySelector('.lag').textContent, r.querySelector('.ack').textContent]);";
+
+/// The tour (see the module docs), then live updates: the leader's replication report
+/// drawn per follower, and a stopped follower shown unreachable within a few refreshes.
+#[test]
+fn the_console_shows_the_cluster_and_edits_data_in_a_browser() {
+    let browser = Browser::start("tour");
+    let mut c = TestCluster::start(3).expect("a 3-node cluster starts");
+    let leader = c.leader().expect("a leader");
+    let followers = c.followers().expect("followers");
+    let nodes = Nodes {
+        ids: c.ids(),
+        follower_id: c.id(followers[0]),
+        leader_url: c.url(leader),
+        follower_url: c.url(followers[0]),
+    };
+    let shot = target_dir().join("console.png");
+    let b = &browser.client;
+    browser.run(tour(b, &nodes, &shot));
     let docs = workspace_root().join("docs/images");
     std::fs::create_dir_all(&docs).expect("docs/images");
     std::fs::copy(&shot, docs.join("console.png")).expect("copying the screenshot");
+
+    // Replication as the leader reports it, one cell per follower.
+    browser.run(async {
+        b.goto(&format!("{}/console/", nodes.leader_url)).await?;
+        // The leader now (an election on a loaded machine may have moved it).
+        let leader_id = wait_cluster(b, &nodes.ids, &nodes.leader_url).await?;
+        let others: Vec<u64> = nodes
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| id != leader_id)
+            .collect();
+        let (f1, f2) = (others[0], others[1]);
+        let replication = json!([
+            {"node_id": f1, "matched_index": 41, "lag_entries": 0, "last_ack_ms": 12},
+            {"node_id": f2, "matched_index": null, "lag_entries": 250, "last_ack_ms": null},
+        ]);
+        fake_replication(b, &replication).await?;
+        let mut want = vec![
+            json!([leader_id.to_string(), "—", "—", "—"]),
+            json!([f1.to_string(), "41", "0", "12 ms ago"]),
+            json!([f2.to_string(), "—", "250", "—"]),
+        ];
+        want.sort_by_key(|v| v.to_string());
+        wait_page(b, "the replication columns", REPLICATION_CELLS, |v| {
+            let mut rows = v.as_array().cloned().unwrap_or_default();
+            rows.sort_by_key(|v| v.to_string());
+            if rows == want {
+                Ok(())
+            } else {
+                Err(format!("{v}, want {want:?}"))
+            }
+        })
+        .await?;
+        let lagging = b
+            .execute(
+                &format!(
+                    "return document.querySelector('#nodes tr[data-node-id=\"{f2}\"] .lag')\
+                     .classList.contains('lag-high');"
+                ),
+                vec![],
+            )
+            .await?;
+        assert_eq!(lagging, json!(true), "250 entries behind is marked");
+        Ok(())
+    });
+
+    // A stopped follower turns unreachable on the next refreshes, without reloading.
+    let stopped = followers[1];
+    c.stop(stopped).expect("the follower stops");
+    let id = c.id(stopped).to_string();
+    browser.run(async {
+        let script = format!(
+            "const r = document.querySelector('#nodes tr[data-node-id=\"{id}\"]');\
+             return r ? [r.dataset.reachable, r.querySelector('.reachable').textContent] : null;"
+        );
+        wait_page(b, "the stopped node unreachable", &script, |v| {
+            if *v == json!(["false", "no"]) {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        })
+        .await
+    });
+}
+
+/// Under `--auth` the page asks for credentials itself when the API answers 401, sends
+/// them as HTTP Basic, keeps them in `sessionStorage` only, and forgets them on log-out.
+#[test]
+fn the_console_logs_in_with_basic_credentials_under_auth() {
+    let browser = Browser::start("login");
+    let users = json!([{"username": "ada", "password": "lovelace", "perms": ["all"]}]);
+    let c = TestCluster::start_with(ClusterOptions {
+        nodes: 1,
+        auth: Some(users.to_string()),
+        ..ClusterOptions::default()
+    })
+    .expect("a node with --auth starts");
+    let base = c.url(0);
+    let b = &browser.client;
+    const LOGIN_OPEN: &str = "return [document.getElementById('login').open,\
+        document.getElementById('login-message').textContent];";
+    browser.run(async {
+        b.goto(&format!("{base}/console/")).await?;
+        wait_page(b, "the login form", LOGIN_OPEN, |v| match v {
+            Value::Array(a) if a[0] == true && a[1].as_str().is_some_and(|m| !m.is_empty()) => {
+                Ok(())
+            }
+            other => Err(other.to_string()),
+        })
+        .await?;
+
+        // A wrong password: the form comes back with the API's message.
+        fill(b, "#login-user", "ada").await?;
+        fill(b, "#login-password", "babbage").await?;
+        click(b, "#login-button").await?;
+        wait_page(b, "the login form again", LOGIN_OPEN, |v| match v {
+            Value::Array(a) if a[0] == true => Ok(()),
+            other => Err(other.to_string()),
+        })
+        .await?;
+
+        fill(b, "#login-user", "ada").await?;
+        fill(b, "#login-password", "lovelace").await?;
+        click(b, "#login-button").await?;
+        wait_page(b, "the node, as ada", NODE_ROWS, |v| {
+            if *v == json!([["1", "leader", "true"]]) {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        })
+        .await?;
+        wait_text(b, "#who", |t| t == "user: ada").await?;
+        wait_text(b, "#db-list tbody", |t| t.contains("main")).await?;
+        let kept = b
+            .execute(
+                "return [sessionStorage.length > 0, localStorage.length, document.cookie];",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            kept,
+            json!([true, 0, ""]),
+            "credentials in sessionStorage only"
+        );
+
+        click(b, "#logout").await?;
+        wait_page(
+            b,
+            "the login form after logging out",
+            LOGIN_OPEN,
+            |v| match v {
+                Value::Array(a) if a[0] == true => Ok(()),
+                other => Err(other.to_string()),
+            },
+        )
+        .await?;
+        let kept = b.execute("return sessionStorage.length;", vec![]).await?;
+        assert_eq!(kept, json!(0), "logging out forgets the credentials");
+        Ok(())
+    });
 }
