@@ -562,8 +562,48 @@ async fn tour(b: &Client, n: &Nodes, shot: &Path) -> Result<()> {
             t.contains("reported by the leader")
         })
         .await?;
+
+        // A database created through a follower (forwarded), which only the leader drops:
+        // the follower's answer is shown with a link to the leader's console.
+        fill(b, "#new-db-name", "school").await?;
+        click(b, "#create-db-button").await?;
+        wait_text(b, "#current-db", |t| t == "school").await?;
+        click(b, "#db-list tr[data-db=school] button.drop-db").await?;
+        b.accept_alert().await?;
+        let err = wait_text(b, "#db-error", |t| t.contains("not_leader")).await?;
+        assert!(err.starts_with("drop database school: HTTP 403 "), "{err}");
+        let link = b
+            .execute(
+                "const a = document.querySelector('#db-error a'); return a ? a.href : null;",
+                vec![],
+            )
+            .await?;
+        let link = link.as_str().context("a link to the leader")?.to_string();
+        assert!(link.ends_with("/console/"), "{link}");
+        // On the leader's console (through the link), the drop succeeds.
+        click(b, "#db-error a").await?;
+        wait_cluster(b, &n.ids, &n.follower_url).await?;
+        wait_text(b, "#db-list tbody", |t| t.contains("school")).await?;
+        click(b, "#db-list tr[data-db=school] button.drop-db").await?;
+        b.accept_alert().await?;
+        wait_text(b, "#db-list tbody", |t| !t.contains("school")).await?;
+        // The leader that dropped it lists it no more.
+        let dbs = api_get(link.trim_end_matches("/console/"), "/v1/databases").await?;
+        assert!(!dbs.to_string().contains("school"), "{dbs}");
     }
     Ok(())
+}
+
+async fn api_get(base: &str, path: &str) -> Result<Value> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("{base}{path}"))
+        .send()
+        .await?
+        .json()
+        .await?)
 }
 
 fn workspace_root() -> PathBuf {
