@@ -374,17 +374,36 @@
         el('td', { class: 'small' }, cols.map(describeColumn).join(', ')),
         cell(t.rows, 'num'),
         el('td', {},
-          el('button', { type: 'button', class: 'browse', onclick: () => selectTable(name, cols) }, 'Browse'),
+          el('button', { type: 'button', class: 'browse', onclick: () => { selectTable(name, cols); loadTables(); } }, 'Browse'),
           ' ',
           el('button', { type: 'button', class: 'drop-table danger', onclick: () => dropTable(name) }, 'Drop'))));
       if (name === state.table) state.columns = cols;
     }
   }
 
+  // Splits at commas outside parentheses: "a DECIMAL(10, 2), b" -> ["a DECIMAL(10, 2)", " b"].
+  function splitColumns(text) {
+    const parts = [];
+    let depth = 0;
+    let cur = '';
+    for (const ch of text) {
+      if (ch === '(') depth += 1;
+      if (ch === ')') depth = Math.max(0, depth - 1);
+      if (ch === ',' && depth === 0) {
+        parts.push(cur);
+        cur = '';
+      } else {
+        cur += ch;
+      }
+    }
+    parts.push(cur);
+    return parts;
+  }
+
   // "id INTEGER PRIMARY KEY, name TEXT NOT NULL" -> REST column specs.
   function parseColumns(text) {
     const specs = [];
-    for (const part of text.split(',')) {
+    for (const part of splitColumns(text)) {
       let rest = part.trim();
       if (!rest) continue;
       const spec = { name: '', type: '', primary_key: false, not_null: false, unique: false };
