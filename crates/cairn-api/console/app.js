@@ -19,6 +19,7 @@
     pollTimer: null,
     polling: false,
     loginOpen: false,
+    dbListKey: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -292,6 +293,10 @@
 
   function renderDatabases(body) {
     const list = (body && Array.isArray(body.databases)) ? body.databases : [];
+    // Redrawn only when it changed: a row the user is about to click stays the same element.
+    const key = JSON.stringify([list, state.db]);
+    if (key === state.dbListKey) return;
+    state.dbListKey = key;
     const tbody = $('db-list').tBodies[0];
     clear(tbody);
     for (const d of list) {

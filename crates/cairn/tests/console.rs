@@ -568,6 +568,8 @@ async fn tour(b: &Client, n: &Nodes, shot: &Path) -> Result<()> {
         fill(b, "#new-db-name", "school").await?;
         click(b, "#create-db-button").await?;
         wait_text(b, "#current-db", |t| t == "school").await?;
+        // The list is this replica's: the follower shows it once it has applied the create.
+        wait_text(b, "#db-list tbody", |t| t.contains("school")).await?;
         click(b, "#db-list tr[data-db=school] button.drop-db").await?;
         b.accept_alert().await?;
         let err = wait_text(b, "#db-error", |t| t.contains("not_leader")).await?;
