@@ -328,7 +328,27 @@ fn denied(who: &Identity, perm: Perm, db: Option<&str>) -> ApiError {
 /// The middleware: identifies the caller, checks the route's [`Need`] as far as the
 /// request's head tells, and leaves the [`Identity`] in the extensions for handlers.
 /// Without `--auth` it changes nothing.
+///
+/// The web console's assets ([`console::ROUTES`](crate::console::ROUTES)) need nothing:
+/// they hold no data, like a login page. A 401 answered to one of the console's own API
+/// calls ([`console::REQUEST_HEADER`](crate::console::REQUEST_HEADER)) has no
+/// `WWW-Authenticate`, so the browser leaves asking for credentials to the page.
 pub async fn authorize(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>();
+    if route.is_some_and(|r| crate::console::ROUTES.contains(&r.as_str())) {
+        return next.run(request).await;
+    }
+    let from_console = request
+        .headers()
+        .contains_key(crate::console::REQUEST_HEADER);
+    let mut resp = authorize_route(access, request, next).await;
+    if from_console {
+        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    resp
+}
+
+async fn authorize_route(access: Access, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     if !access.is_enabled() {
         parts.extensions.insert(open().clone());

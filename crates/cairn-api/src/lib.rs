@@ -10,6 +10,7 @@ mod auth;
 #[cfg(test)]
 mod auth_tests;
 mod cluster;
+pub mod console;
 mod databases;
 mod error;
 mod flags;
@@ -158,6 +159,7 @@ pub fn router_for(service: Arc<dyn Service>, access: Access) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     let api = Arc::new(api);
     routes
+        .merge(console::router())
         .route(
             "/v1/openapi.json",
             get(move || {
