@@ -34,6 +34,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pause between two rounds of the leader search (an election takes a few hundred ms).
 const SEARCH_PAUSE: Duration = Duration::from_millis(150);
 
+/// How long the leader search goes on while no known node answers at all (an election
+/// among live nodes takes well under this; dead nodes do not come back by waiting).
+const UNREACHABLE_GIVE_UP: Duration = Duration::from_secs(3);
+
 /// The most nodes a client remembers: a hostile `/nodes` cannot make it poll thousands.
 const MAX_KNOWN: usize = 64;
 
@@ -268,8 +272,9 @@ impl Remote {
     }
 
     /// Finds the leader and makes it the current node: asks every known node's
-    /// `GET /status` until one says `Leader`, for at most the client's timeout. Nodes a
-    /// `/status` names as leader are added to the known ones.
+    /// `GET /status` until one says `Leader`, for at most the client's timeout (3 s when
+    /// no node answers at all). Nodes a `/status` names as leader are added to the known
+    /// ones.
     ///
     /// # Errors
     /// When no node says `Leader` in time (with what each node last said).
@@ -278,8 +283,10 @@ impl Remote {
         // Bounded by the deadline, and by a count in case the clock misbehaves.
         let rounds = self.search_timeout.as_millis() / SEARCH_PAUSE.as_millis() + 2;
         let mut last = Vec::new();
+        let started = Instant::now();
         for _ in 0..rounds {
             last.clear();
+            let mut answered = false;
             let mut i = 0;
             while i < self.known.len() {
                 let node = self.known[i].clone();
@@ -291,6 +298,7 @@ impl Remote {
                         return Ok(node);
                     }
                     Ok((false, named)) => {
+                        answered = true;
                         last.push(format!("{node}: follower"));
                         if let Some(leader) = named {
                             self.learn(leader);
@@ -299,7 +307,10 @@ impl Remote {
                     Err(e) => last.push(format!("{node}: {}", one_line(&format!("{e:#}")))),
                 }
             }
-            if Instant::now() + SEARCH_PAUSE > deadline {
+            // No node answering at all for a while: they are down, not electing.
+            if Instant::now() + SEARCH_PAUSE > deadline
+                || (!answered && started.elapsed() >= UNREACHABLE_GIVE_UP)
+            {
                 break;
             }
             tokio::time::sleep(SEARCH_PAUSE).await;

@@ -40,6 +40,23 @@ use complete::{Names, ShellHelper, MAX_NAMES};
 use render::Mode;
 use split::Splitter;
 
+/// A dot-command used wrongly: `ERROR: bad_command: ...`.
+fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    ApiFailure {
+        status: 0,
+        code: "bad_command".to_string(),
+        message: message.to_string(),
+    }
+    .into()
+}
+
+/// Returns a [`usage`] error, formatted like `format!`.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(usage(format!($($arg)*)))
+    };
+}
+
 /// The consistency levels `/db/query` takes (`level=`).
 pub const LEVELS: &[&str] = &["none", "weak", "linearizable", "strong", "auto"];
 
@@ -94,6 +111,8 @@ struct Session {
     failures: usize,
     /// `.read` nesting.
     depth: usize,
+    /// Whether stdin is a terminal: then Ctrl-C stops waiting for a statement.
+    interactive: bool,
 }
 
 /// Runs the shell until `.quit`, Ctrl-D or the end of stdin.
@@ -114,8 +133,10 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         helper: ShellHelper::new(),
         failures: 0,
         depth: 0,
+        interactive: false,
     };
-    let interactive = std::io::stdin().is_terminal();
+    session.interactive = std::io::stdin().is_terminal();
+    let interactive = session.interactive;
     // Learn the other nodes now, so that the shell can find the leader when this one dies.
     let reached = session.remote.refresh_nodes().await;
     if interactive {
@@ -374,7 +395,26 @@ impl Session {
     async fn statement(&mut self, sql: &str) {
         let started = Instant::now();
         let read = split::is_read(sql);
-        match self.request(json!(sql), read).await {
+        let outcome = if self.interactive {
+            // Ctrl-C outside rustyline's raw mode is SIGINT: stop waiting, keep the shell.
+            tokio::select! {
+                r = self.request(json!(sql), read) => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        } else {
+            Some(self.request(json!(sql), read).await)
+        };
+        let Some(outcome) = outcome else {
+            self.failures += 1;
+            let may = if read {
+                ""
+            } else {
+                "; a write may still be applied"
+            };
+            eprintln!("ERROR: interrupted: stopped waiting for the answer{may}");
+            return;
+        };
+        match outcome {
             Ok((result, _)) => {
                 if result.get("columns").is_some() {
                     print!("{}", render::render(self.mode, &result));
@@ -473,7 +513,7 @@ impl Session {
                 let result = self.query(&sql, &params).await?;
                 for row in result["values"].as_array().into_iter().flatten() {
                     if let Some(sql) = row[0].as_str() {
-                        println!("{};", render::escape_controls(sql).replace("\\n", "\n"));
+                        println!("{};", render::escape_except(sql, &['\n', '\t']));
                     }
                 }
             }
@@ -510,7 +550,7 @@ impl Session {
                 Some(level) if LEVELS.contains(&level.to_ascii_lowercase().as_str()) => {
                     self.level = level.to_ascii_lowercase();
                 }
-                Some(other) => bail!(
+                Some(other) => usage!(
                     "unknown consistency level {other:?}: use {}",
                     LEVELS.join(", ")
                 ),
@@ -529,14 +569,14 @@ impl Session {
                 None => println!("{}", self.mode.name()),
                 Some(name) => match Mode::parse(name) {
                     Some(mode) => self.mode = mode,
-                    None => bail!("unknown mode {name:?}: use table, csv, json or line"),
+                    None => usage!("unknown mode {name:?}: use table, csv, json or line"),
                 },
             },
             ".timer" => match arg(0) {
                 Some("on") => self.timer = true,
                 Some("off") => self.timer = false,
                 None => println!("{}", if self.timer { "on" } else { "off" }),
-                Some(other) => bail!(".timer takes on or off, not {other:?}"),
+                Some(other) => usage!(".timer takes on or off, not {other:?}"),
             },
             ".dump" => match arg(0) {
                 Some(file) => {
@@ -566,7 +606,7 @@ impl Session {
                 }
             },
             ".backup" => {
-                let file = arg(0).context(".backup takes a FILE")?;
+                let file = arg(0).ok_or_else(|| usage(".backup takes a FILE"))?;
                 let bytes = ops::download(
                     &mut self.remote,
                     &self.db,
@@ -577,7 +617,7 @@ impl Session {
                 println!("backed up {} ({} bytes) to {file}", self.db, bytes);
             }
             ".restore" => {
-                let file = arg(0).context(".restore takes a FILE")?;
+                let file = arg(0).ok_or_else(|| usage(".restore takes a FILE"))?;
                 let results = ops::upload(&mut self.remote, &self.db, Path::new(file)).await?;
                 let kind = if results.is_empty() {
                     "a database file"
@@ -589,7 +629,7 @@ impl Session {
             }
             ".import" => {
                 let (Some(file), Some(table)) = (arg(0), arg(1)) else {
-                    bail!(".import takes FILE TABLE (a CSV file with a header row)");
+                    usage!(".import takes FILE TABLE (a CSV file with a header row)");
                 };
                 let import = crate::import::ImportArgs {
                     addr: self.remote.current().to_string(),
@@ -607,9 +647,9 @@ impl Session {
                 self.refresh_names().await;
             }
             ".read" => {
-                let file = arg(0).context(".read takes a FILE")?;
+                let file = arg(0).ok_or_else(|| usage(".read takes a FILE"))?;
                 if self.depth >= MAX_READ_DEPTH {
-                    bail!(".read nests more than {MAX_READ_DEPTH} deep");
+                    usage!(".read nests more than {MAX_READ_DEPTH} deep");
                 }
                 let text =
                     std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
@@ -618,7 +658,7 @@ impl Session {
                 self.depth -= 1;
                 return Ok(flow);
             }
-            other => bail!("unknown command {other:?}: .help lists them"),
+            other => usage!("unknown command {other:?}: .help lists them"),
         }
         Ok(Flow::Continue)
     }
@@ -669,7 +709,7 @@ impl Session {
                     .await?;
                 answer.json().await?
             }
-            Some(other) => bail!(".leader takes nothing or stepdown, not {other:?}"),
+            Some(other) => usage!(".leader takes nothing or stepdown, not {other:?}"),
         };
         let leader = &body["leader"];
         println!(

@@ -67,12 +67,19 @@ fn cell(value: &Value, null_as: &str) -> String {
 
 /// `text` with control characters spelled out (`\n`, `\t`, `\u{1b}`).
 pub fn escape_controls(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    escape_except(text, &[])
+}
+
+/// `text` with control characters other than `keep` spelled out: `.schema` keeps the
+/// newlines and tabs of a `CREATE` statement.
+pub fn escape_except(text: &str, keep: &[char]) -> String {
+    let escaped = |c: char| c.is_control() && !keep.contains(&c);
+    if !text.chars().any(escaped) {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if escaped(c) {
             out.extend(c.escape_debug());
         } else {
             out.push(c);
@@ -318,6 +325,7 @@ mod tests {
     fn escape_sequences_are_shown_not_sent() {
         assert_eq!(escape_controls("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(escape_except("a\n\tb\u{7}", &['\n', '\t']), "a\n\tb\\u{7}");
     }
 
     #[test]
