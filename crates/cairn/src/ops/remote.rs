@@ -316,8 +316,8 @@ impl Remote {
             tokio::time::sleep(SEARCH_PAUSE).await;
         }
         bail!(
-            "no leader found within {} s ({})",
-            self.search_timeout.as_secs(),
+            "no leader found in {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
             last.join("; ")
         )
     }
@@ -459,7 +459,11 @@ pub fn api_addrs(nodes: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -474,6 +478,238 @@ mod tests {
         assert_eq!(f.to_string(), "http_502: upstream  broke");
         let f = ApiFailure::from_body(StatusCode::NOT_FOUND, b"");
         assert_eq!(f.to_string(), "http_404: Not Found");
+    }
+
+    /// What a fake node does with one request.
+    #[derive(Clone)]
+    enum Reply {
+        /// Answers with this status and JSON body.
+        Json(u16, Value),
+        /// Reads the request and closes the connection without answering.
+        Hang,
+    }
+
+    type Routes = Arc<dyn Fn(&str, &str) -> Reply + Send + Sync>;
+
+    /// A fake node on 127.0.0.1: answers each request by `routes(method, path)` and
+    /// records `METHOD path` of every request it read.
+    struct Fake {
+        url: Url,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fake {
+        async fn start(routes: Routes) -> Fake {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            tokio::spawn(async move {
+                // Ends with the test's runtime.
+                while let Ok((socket, _)) = listener.accept().await {
+                    let routes = Arc::clone(&routes);
+                    let log = Arc::clone(&log);
+                    tokio::spawn(serve(socket, routes, log));
+                }
+            });
+            Fake {
+                url: base_url(&addr.to_string()).expect("url"),
+                seen,
+            }
+        }
+
+        fn seen(&self, what: &str) -> usize {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.iter().filter(|s| s.as_str() == what).count()
+        }
+    }
+
+    async fn serve(mut socket: TcpStream, routes: Routes, log: Arc<Mutex<Vec<String>>>) {
+        let mut buf = Vec::new();
+        let mut piece = [0u8; 4096];
+        // One request per connection; bounded by its size.
+        let head_end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            match socket.read(&mut piece).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&piece[..n]),
+            }
+            if buf.len() > 1 << 20 {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            match socket.read(&mut piece).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&piece[..n]),
+            }
+        }
+        let mut words = head.split_whitespace();
+        let method = words.next().unwrap_or("").to_string();
+        let target = words.next().unwrap_or("");
+        let path = target.split('?').next().unwrap_or("").to_string();
+        log.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{method} {path}"));
+        match routes(&method, &path) {
+            Reply::Hang => {}
+            Reply::Json(status, body) => {
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        }
+    }
+
+    fn leader_node() -> Routes {
+        Arc::new(|method, path| match (method, path) {
+            ("GET", "/status") => Reply::Json(200, json!({"raft": {"state": "Leader"}})),
+            ("GET", "/nodes") => Reply::Json(200, json!({})),
+            ("POST", "/db/request") => Reply::Json(200, json!({"results": [{"rows_affected": 1}]})),
+            _ => Reply::Json(404, json!({"error": "no route", "code": "no_route"})),
+        })
+    }
+
+    /// A follower that answers `/db/request` with `answer` and names `leader`.
+    fn follower_node(leader: &Url, answer: Reply) -> Routes {
+        let leader = leader.to_string();
+        Arc::new(move |method, path| match (method, path) {
+            ("GET", "/status") => Reply::Json(
+                200,
+                json!({"raft": {"state": "Follower", "leader_api_addr": leader}}),
+            ),
+            ("GET", "/nodes") => Reply::Json(200, json!({})),
+            ("POST", "/db/request") => answer.clone(),
+            _ => Reply::Json(404, json!({"error": "no route", "code": "no_route"})),
+        })
+    }
+
+    fn remote_of(url: &Url) -> Remote {
+        let args = ClientArgs {
+            addr: url.to_string(),
+            user: None,
+            cacert: None,
+            timeout_secs: 5,
+        };
+        Remote::new(&args).expect("a client")
+    }
+
+    fn write() -> impl Fn(&reqwest::Client, &Url) -> Result<RequestBuilder> {
+        |c, n| {
+            Ok(c.post(n.join("db/request")?)
+                .json(&json!(["INSERT INTO t VALUES (1)"])))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_for_want_of_a_leader_is_sent_once_more_to_the_leader() {
+        let leader = Fake::start(leader_node()).await;
+        let no_leader = json!({"error": "no leader", "code": "no_leader"});
+        let follower = Fake::start(follower_node(&leader.url, Reply::Json(503, no_leader))).await;
+        let mut remote = remote_of(&follower.url);
+        let answer = remote
+            .send(Retry::WhenNotApplied, write())
+            .await
+            .expect("sent");
+        assert_eq!(answer.node, leader.url);
+        assert_eq!(
+            answer.json().await.expect("JSON")["results"][0]["rows_affected"],
+            1
+        );
+        assert_eq!(follower.seen("POST /db/request"), 1);
+        assert_eq!(leader.seen("POST /db/request"), 1);
+        assert_eq!(
+            remote.current(),
+            &leader.url,
+            "later requests go to the leader"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_answer_was_lost_is_not_sent_again() {
+        let leader = Fake::start(leader_node()).await;
+        let unknown = json!({"error": "lost", "code": "outcome_unknown"});
+        let follower = Fake::start(follower_node(&leader.url, Reply::Json(503, unknown))).await;
+        let mut remote = remote_of(&follower.url);
+        let answer = remote
+            .send(Retry::WhenNotApplied, write())
+            .await
+            .expect("answered");
+        let failure = answer.json().await.expect_err("an error");
+        assert_eq!(
+            failure
+                .downcast_ref::<ApiFailure>()
+                .map(|f| f.code.as_str()),
+            Some("outcome_unknown")
+        );
+
+        // The connection closed after the request was sent: the same, on the client side.
+        let hanging = Fake::start(follower_node(&leader.url, Reply::Hang)).await;
+        let mut remote = remote_of(&hanging.url);
+        let e = remote
+            .send(Retry::WhenNotApplied, write())
+            .await
+            .expect_err("lost");
+        let f = e.downcast_ref::<ApiFailure>().expect("an API failure");
+        assert_eq!(f.code, "outcome_unknown", "{f}");
+        assert!(f.message.contains("may have been applied"), "{f}");
+        assert_eq!(follower.seen("POST /db/request"), 1);
+        assert_eq!(hanging.seen("POST /db/request"), 1);
+        assert_eq!(leader.seen("POST /db/request"), 0, "never sent again");
+
+        // A read may be asked again: it goes to the leader.
+        let mut remote = remote_of(&hanging.url);
+        let answer = remote
+            .send(Retry::Idempotent, |c, n| Ok(c.post(n.join("db/request")?)))
+            .await
+            .expect("the read is retried");
+        assert_eq!(answer.node, leader.url);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_on_a_node_that_answers() {
+        let leader = Fake::start(leader_node()).await;
+        let dead = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            base_url(&l.local_addr().expect("address").to_string()).expect("url")
+        };
+        let mut remote = remote_of(&leader.url);
+        remote.set_current(dead.clone());
+        let answer = remote
+            .send(Retry::WhenNotApplied, write())
+            .await
+            .expect("sent");
+        assert_eq!(answer.node, leader.url);
+        assert_eq!(leader.seen("POST /db/request"), 1);
+
+        // No node answering at all: an error soon, not after the whole timeout.
+        let mut alone = remote_of(&dead);
+        let started = Instant::now();
+        let e = alone
+            .send(Retry::WhenNotApplied, write())
+            .await
+            .expect_err("no node");
+        assert!(format!("{e:#}").contains("no leader found"), "{e:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
