@@ -274,6 +274,37 @@ fn a_script_on_stdin_runs_statement_by_statement_and_fails_at_the_end() {
     );
     assert_eq!(stdout, "[{\"n\":0}]\n");
 
+    // Dot-commands about the cluster and the data, through a follower.
+    let (status, stdout, stderr) = run_cairn(
+        &["sql", "--addr", &cluster.url(follower), "--no-history"],
+        ".nodes\n.leader\n.dump\n.consistency linearizable\n.consistency\n",
+    );
+    assert!(status.success(), "{stderr}");
+    for i in 0..3 {
+        assert!(
+            stdout.contains(&format!("| {} ", cluster.url(i))),
+            "{stdout}"
+        );
+    }
+    let leader = cluster.leader().expect("a leader");
+    assert!(
+        stdout.contains(&format!(
+            "leader: node {} at {}",
+            cluster.id(leader),
+            cluster.url(leader)
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("CREATE TABLE log (id INTEGER PRIMARY KEY, msg TEXT);"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("INSERT INTO \"log\" VALUES(3,'from .read');"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("linearizable\n"), "{stdout}");
+
     // An unclosed string at the end is reported, not sent.
     let (status, _, stderr) = run_cairn(
         &["sql", "--addr", &cluster.url(follower), "--no-history"],
