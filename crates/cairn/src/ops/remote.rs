@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde_json::Value;
@@ -277,7 +277,8 @@ impl Remote {
     /// ones.
     ///
     /// # Errors
-    /// When no node says `Leader` in time (with what each node last said).
+    /// [`ApiFailure`] `no_leader` when no node says `Leader` in time (with what each node
+    /// last said).
     pub async fn find_leader(&mut self) -> Result<Url> {
         let deadline = Instant::now() + self.search_timeout;
         // Bounded by the deadline, and by a count in case the clock misbehaves.
@@ -315,11 +316,15 @@ impl Remote {
             }
             tokio::time::sleep(SEARCH_PAUSE).await;
         }
-        bail!(
-            "no leader found in {:.1} s ({})",
-            started.elapsed().as_secs_f64(),
-            last.join("; ")
-        )
+        bail!(ApiFailure {
+            status: 0,
+            code: "no_leader".to_string(),
+            message: format!(
+                "no leader found in {:.1} s ({})",
+                started.elapsed().as_secs_f64(),
+                last.join("; ")
+            ),
+        })
     }
 
     /// Whether `node` says it leads, and the leader it names.
@@ -341,8 +346,9 @@ impl Remote {
     /// whatever its status, except those that led to the retry.
     ///
     /// # Errors
-    /// When neither attempt got an answer, when no leader is found for the retry, or when
-    /// a write's outcome is unknown (the message says it may have been applied).
+    /// [`ApiFailure`]s made on this side: `unavailable` when neither attempt got an
+    /// answer, `no_leader` when no leader is found for the retry, `outcome_unknown` when a
+    /// write's answer was lost (the message says it may have been applied).
     pub async fn send(
         &mut self,
         retry: Retry,
@@ -365,7 +371,12 @@ impl Remote {
         match self.attempt(retry, &build).await? {
             Attempt::Answered(answer) => Ok(*answer),
             Attempt::Moved(node) => bail!("{} redirected again, to {node}", self.current),
-            Attempt::Again(why) => Err(anyhow!(why)),
+            Attempt::Again(why) => Err(ApiFailure {
+                status: 0,
+                code: "unavailable".to_string(),
+                message: format!("tried twice: {why}"),
+            }
+            .into()),
         }
     }
 

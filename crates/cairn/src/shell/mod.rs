@@ -122,6 +122,7 @@ struct Session {
 /// the error says how many failed.
 pub async fn run(args: SqlArgs) -> Result<()> {
     cairn_sql::validate_name(&args.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
+    let interactive = std::io::stdin().is_terminal();
     let mut session = Session {
         remote: Remote::new(&args.client)?,
         client_args: args.client.clone(),
@@ -133,10 +134,8 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         helper: ShellHelper::new(),
         failures: 0,
         depth: 0,
-        interactive: false,
+        interactive,
     };
-    session.interactive = std::io::stdin().is_terminal();
-    let interactive = session.interactive;
     // Learn the other nodes now, so that the shell can find the leader when this one dies.
     let reached = session.remote.refresh_nodes().await;
     if interactive {
@@ -327,7 +326,14 @@ impl Session {
             Some(f) => eprintln!("ERROR: {f}"),
             None => match e.chain().find_map(|c| c.downcast_ref::<ApiFailure>()) {
                 Some(f) => eprintln!("ERROR: {}: {}", f.code, one_line(&format!("{e:#}"))),
-                None => eprintln!("ERROR: client: {}", one_line(&format!("{e:#}"))),
+                None => {
+                    // A node that could not be reached, or something on this side (a file).
+                    let network = e
+                        .chain()
+                        .any(|c| c.downcast_ref::<reqwest::Error>().is_some());
+                    let code = if network { "unreachable" } else { "client" };
+                    eprintln!("ERROR: {code}: {}", one_line(&format!("{e:#}")));
+                }
             },
         }
     }
