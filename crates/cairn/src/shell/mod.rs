@@ -113,6 +113,8 @@ struct Session {
     depth: usize,
     /// Whether stdin is a terminal: then Ctrl-C stops waiting for a statement.
     interactive: bool,
+    /// The node the user was last told the shell talks to.
+    announced: Url,
 }
 
 /// Runs the shell until `.quit`, Ctrl-D or the end of stdin.
@@ -135,6 +137,7 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         failures: 0,
         depth: 0,
         interactive,
+        announced: crate::client::base_url(&args.client.addr)?,
     };
     // Learn the other nodes now, so that the shell can find the leader when this one dies.
     let reached = session.remote.refresh_nodes().await;
@@ -288,6 +291,8 @@ impl Session {
                     Flow::Continue
                 }
             };
+            // `.backup` and `.restore` may have moved to the leader.
+            self.announce_node();
             return self.after_failure(flow);
         }
         for statement in splitter.push(&format!("{line}\n")) {
@@ -344,12 +349,17 @@ impl Session {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &Url) -> Result<reqwest::RequestBuilder>,
     ) -> Result<ops::remote::Answer> {
-        let before = self.remote.current().clone();
         let answer = self.remote.send(retry, build).await;
-        if *self.remote.current() != before {
-            eprintln!("(now talking to {})", self.remote.current());
-        }
+        self.announce_node();
         answer
+    }
+
+    /// Says so when the shell now talks to another node (it followed the leader).
+    fn announce_node(&mut self) {
+        if *self.remote.current() != self.announced {
+            self.announced = self.remote.current().clone();
+            eprintln!("(now talking to {})", self.announced);
+        }
     }
 
     async fn get_json(&mut self, path: &str, query: &[(&str, &str)]) -> Result<Value> {
