@@ -17,7 +17,9 @@
 //! `same-origin`/`none`, or an `Origin` that is not the node itself): a browser that cached
 //! a user's Basic credentials would otherwise send them along with a form or an image
 //! another site plants (`GET /dropdb?name=..` is a seed route), which is cross-site request
-//! forgery. Clients other than browsers send neither header.
+//! forgery. Clients other than browsers send neither header. Pages of the origins named by
+//! `--cors-origins` ([`Access::with_trusted_origins`]) are let through: the operator trusts
+//! those sites.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -53,6 +55,10 @@ pub struct Access {
     /// whatever the lengths. `None` (an empty secret): no peer is recognised.
     secret_digest: Option<[u8; 32]>,
     argon2: Arc<Semaphore>,
+    /// Origins allowed by `--cors-origins` (lowercase, no trailing `/`): their pages may
+    /// send requests with credentials, so they pass the cross-site check. `*` is not
+    /// among them: with users, every trusted site is named.
+    trusted_origins: Arc<Vec<String>>,
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -74,6 +80,7 @@ impl Access {
             users: None,
             secret_digest: None,
             argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
+            trusted_origins: Arc::default(),
         }
     }
 
@@ -86,7 +93,24 @@ impl Access {
             users: Some(users),
             secret_digest,
             argon2: Arc::new(Semaphore::new(ARGON2_AT_ONCE)),
+            trusted_origins: Arc::default(),
         }
+    }
+
+    /// Lets browsers on `origins` (the `--cors-origins` list) past the cross-site check
+    /// (see the module docs): a request whose `Origin` is one of them is authenticated and
+    /// authorized like any other. `*` trusts no site here: with users, a site must be named
+    /// to send credentialed requests.
+    #[must_use]
+    pub fn with_trusted_origins(mut self, origins: &[String]) -> Access {
+        self.trusted_origins = Arc::new(
+            origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty() && o != "*")
+                .collect(),
+        );
+        self
     }
 
     /// Whether requests are authenticated.
@@ -354,7 +378,7 @@ async fn authorize_route(access: Access, request: Request, next: Next) -> Respon
         parts.extensions.insert(open().clone());
         return next.run(Request::from_parts(parts, body)).await;
     }
-    if let Err(e) = same_origin(&parts.headers) {
+    if let Err(e) = same_origin(&parts.headers, &access.trusted_origins) {
         return e.into_response();
     }
     let who = match access.identify(&parts.headers).await {
@@ -389,8 +413,14 @@ async fn authorize_route(access: Access, request: Request, next: Next) -> Respon
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// Refuses what a browser sends on another site's behalf (see the module docs).
-fn same_origin(headers: &header::HeaderMap) -> Result<(), ApiError> {
+/// Refuses what a browser sends on another site's behalf (see the module docs), unless the
+/// request's `Origin` is one of `trusted` (`--cors-origins`).
+fn same_origin(headers: &header::HeaderMap, trusted: &[String]) -> Result<(), ApiError> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        if trusted.iter().any(|t| t.eq_ignore_ascii_case(origin)) {
+            return Ok(());
+        }
+    }
     let cross = |what: String| {
         ApiError::of(
             ErrorCode::Forbidden,

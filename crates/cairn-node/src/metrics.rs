@@ -11,7 +11,7 @@
 //! | `cairn_http_request_duration_seconds` | histogram | `route`, `method` |
 //! | `cairn_operation_duration_seconds` | histogram | `op`: `write` (an execute this node was asked for, forwarded or not) or `read` (a query at any level) |
 //! | `cairn_errors_total` | counter | `code`: the API's stable error code |
-//! | `cairn_forwarded_requests_total` | counter | `kind`: `write`, `read`, `other`: operations this follower sent to the leader |
+//! | `cairn_forwarded_requests_total` | counter | `kind`: `write`, `read`, `other`: operations this follower sent to the leader (once each, whatever the retries) |
 //! | `cairn_raft_term`, `cairn_raft_is_leader` | gauge | |
 //! | `cairn_raft_last_log_index`, `cairn_raft_commit_index`, `cairn_raft_applied_index`, `cairn_raft_snapshot_index`, `cairn_raft_purged_index` | gauge | |
 //! | `cairn_raft_leader_changes_total` | counter | leaders this node has seen change since it started |
@@ -136,6 +136,9 @@ pub struct RaftGauges {
 #[derive(Clone)]
 pub struct NodeMetrics {
     registry: std::sync::Arc<Registry>,
+    /// Held while the gauges are set and the registry encoded: two scrapes at once must
+    /// not see each other's half-refilled families.
+    render_lock: std::sync::Arc<std::sync::Mutex<()>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     operations: HistogramFamily<OpLabels>,
@@ -289,11 +292,12 @@ impl NodeMetrics {
         let database_bytes = Family::<DatabaseLabels, Gauge>::default();
         r.register(
             "cairn_database_bytes",
-            "Size of each SQLite database (its file and WAL)",
+            "Size of each SQLite database's main file (its WAL is checkpointed into it in the background)",
             database_bytes.clone(),
         );
         NodeMetrics {
             registry: std::sync::Arc::new(r),
+            render_lock: std::sync::Arc::default(),
             http_requests,
             http_duration,
             operations,
@@ -380,6 +384,10 @@ impl NodeMetrics {
     /// The text of `/metrics` (see [`METRICS_CONTENT_TYPE`]), with the gauges set from
     /// `raft` first.
     pub fn render(&self, raft: &RaftGauges) -> String {
+        let _one_at_a_time = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.term.set(i64::try_from(raft.term).unwrap_or(i64::MAX));
         self.is_leader.set(i64::from(raft.is_leader));
         self.last_log_index.set(gauge_of(raft.last_log_index));

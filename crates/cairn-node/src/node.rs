@@ -54,19 +54,23 @@ pub struct Node {
     log_closed: LogClosed,
 }
 
-/// Counts leader changes for `cairn_raft_leader_changes_total`, until Raft shuts down.
+/// Counts leader changes for `cairn_raft_leader_changes_total` (the first leader seen
+/// counts as one), until Raft shuts down.
 fn spawn_leader_watch(node: &Arc<Node>) {
     let mut rx = node.raft.metrics();
     let telemetry = node.telemetry.clone();
     tokio::spawn(async move {
-        let mut leader = rx.borrow_watched().current_leader;
+        // The last leader known: a spell with none (lost touch, an election that failed)
+        // followed by the same leader is not a change.
+        let mut last = rx.borrow_watched().current_leader;
+        if last.is_some() {
+            telemetry.observe_leader_change();
+        }
         while rx.changed().await.is_ok() {
             let now = rx.borrow_watched().current_leader;
-            if now != leader {
-                if now.is_some() {
-                    telemetry.observe_leader_change();
-                }
-                leader = now;
+            if now.is_some() && now != last {
+                telemetry.observe_leader_change();
+                last = now;
             }
         }
     });

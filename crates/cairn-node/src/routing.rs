@@ -32,6 +32,7 @@ impl Node {
         let changes_state = rpc.changes_state();
         let deadline = Instant::now() + timeout;
         let mut last_err = NodeError::NoLeader;
+        let mut forwarded = false;
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let left = elapsed_left(deadline);
             if left.is_zero() {
@@ -45,7 +46,11 @@ impl Node {
                     .await
                     .map_err(rpc::CallError::Remote),
                 Some(l) => {
-                    self.telemetry.observe_forwarded(rpc.op_kind());
+                    // Once per operation, however many attempts it takes.
+                    if !forwarded {
+                        forwarded = true;
+                        self.telemetry.observe_forwarded(rpc.op_kind());
+                    }
                     rpc::call(
                         &self.raft_http,
                         &self.secret,

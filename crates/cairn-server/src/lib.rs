@@ -159,7 +159,8 @@ impl ServerConfig {
     }
 }
 
-/// The CORS layer for `origins` (`None` when there are none): preflight requests are
+/// The CORS layer for `origins` (`None` when there are none; compared in lowercase, as
+/// browsers send them; a `*` inside an origin is refused, it would never match): preflight requests are
 /// answered before authentication (browsers send them without credentials); answers to
 /// allowed origins carry `Access-Control-Allow-Origin`. Methods: those the API serves;
 /// headers: `Content-Type`, `Authorization`, `Idempotency-Key`; exposed: the version header.
@@ -177,11 +178,13 @@ pub fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLay
     } else {
         let mut values = Vec::with_capacity(origins.len());
         for o in origins {
-            let o = o.trim().trim_end_matches('/');
+            // Browsers send origins in lowercase, without a path.
+            let lower = o.trim().trim_end_matches('/').to_ascii_lowercase();
+            let o = lower.as_str();
             let valid = o.split_once("://").is_some_and(|(scheme, rest)| {
                 matches!(scheme, "http" | "https")
                     && !rest.is_empty()
-                    && !rest.contains(['/', '?', '#', ' ', '@'])
+                    && !rest.contains(['/', '?', '#', ' ', '@', '*'])
             });
             let value = HeaderValue::from_str(o)
                 .ok()
@@ -419,6 +422,7 @@ pub async fn serve(
                 "authentication on: every request needs a permission"
             );
             cairn_api::Access::users(users.clone(), &node_config.cluster_secret)
+                .with_trusted_origins(&config.cors_origins)
         }
         None => {
             tracing::warn!(

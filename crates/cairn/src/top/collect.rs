@@ -22,6 +22,13 @@ const TABLES_EVERY: Duration = Duration::from_secs(5);
 /// often once known; until then, at every refresh.
 const MEMBERSHIP_EVERY: Duration = Duration::from_secs(5);
 
+/// The timeout of `GET /nodes`, whatever the interval: the node checks each member with a
+/// 1 s bound before it answers.
+const NODES_TIMEOUT: Duration = Duration::from_millis(2500);
+
+/// At most this many databases have their tables listed at each tables refresh.
+const MAX_TABLE_LISTS: usize = 32;
+
 /// The shortest per-request timeout, whatever the interval.
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -122,7 +129,10 @@ impl Collector {
             async {
                 if members_due {
                     let path = "nodes?ver=2&nonvoters";
-                    Some(get_json(&self.client, &nodes_from, path, timeout).await)
+                    // `/nodes` asks every member in turn (1 s each at most): a shorter
+                    // timeout would never learn the members while one is a black hole.
+                    let t = timeout.max(NODES_TIMEOUT);
+                    Some(get_json(&self.client, &nodes_from, path, t).await)
                 } else {
                     None
                 }
@@ -356,15 +366,16 @@ async fn get_text(
     response.text().await.ok()
 }
 
-/// The tables of each database in `names`, read on the node at `base`; databases whose
-/// query fails are left out (their last list stays).
+/// The tables of each database in `names` (the first [`MAX_TABLE_LISTS`]), read on the
+/// node at `base`; databases whose query fails are left out (their last list stays).
 async fn fetch_tables(
     client: &reqwest::Client,
     base: &Url,
     names: &[String],
     timeout: Duration,
 ) -> Vec<(String, Vec<String>)> {
-    let queries = names.iter().map(|name| {
+    // The dashboard shows a screenful of databases: more would only add load to the node.
+    let queries = names.iter().take(MAX_TABLE_LISTS).map(|name| {
         let (client, base, name) = (client.clone(), base.clone(), name.clone());
         async move { fetch_table_list(&client, &base, name, timeout).await }
     });

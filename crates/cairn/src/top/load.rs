@@ -246,6 +246,7 @@ impl OpMetrics {
             elapsed,
             write: diff(&self.write, &earlier.write),
             read: diff(&self.read, &earlier.read),
+            summed_rates: None,
         }
     }
 }
@@ -271,12 +272,25 @@ pub struct LoadDelta {
     pub write: Option<Histogram>,
     /// Reads observed in between.
     pub read: Option<Histogram>,
+    /// For a sum of nodes ([`LoadDelta::add`]): writes/s and reads/s added node by node,
+    /// each over its own elapsed time (a node back after a long gap has a long one).
+    pub summed_rates: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl LoadDelta {
-    /// Adds another node's delta: rates add up, histograms merge; the elapsed time is the
-    /// longest of the two.
+    /// Adds another node's delta: rates add up (each node's over its own elapsed time),
+    /// histograms merge; the elapsed time is the longest of the two.
     pub fn add(&mut self, other: &LoadDelta) {
+        let (mine, theirs) = (self.load(), other.load());
+        let sum = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        self.summed_rates = Some((
+            sum(mine.writes_per_s, theirs.writes_per_s),
+            sum(mine.reads_per_s, theirs.reads_per_s),
+        ));
         self.elapsed = self.elapsed.max(other.elapsed);
         for (mine, theirs) in [
             (&mut self.write, &other.write),
@@ -296,9 +310,12 @@ impl LoadDelta {
         let rate =
             |h: &Option<Histogram>| h.as_ref().filter(|_| secs > 0.0).map(|h| h.count / secs);
         let quantile = |h: &Option<Histogram>, q| h.as_ref().and_then(|h| h.quantile(q));
+        let (writes_per_s, reads_per_s) = self
+            .summed_rates
+            .unwrap_or_else(|| (rate(&self.write), rate(&self.read)));
         Load {
-            writes_per_s: rate(&self.write),
-            reads_per_s: rate(&self.read),
+            writes_per_s,
+            reads_per_s,
             write_p50: quantile(&self.write, 0.5),
             write_p99: quantile(&self.write, 0.99),
             read_p50: quantile(&self.read, 0.5),
@@ -433,14 +450,21 @@ cairn_operation_duration_seconds_count{{op=\"read\"}} {count}
                 summary: Vec::new(),
             }),
             read: None,
+            summed_rates: None,
         };
         let mut total = LoadDelta::default();
         total.add(&one);
         total.add(&one);
         assert_eq!(total.load().writes_per_s, Some(20.0));
         assert_eq!(
-            total.write.expect("writes").buckets,
+            total.write.as_ref().expect("writes").buckets,
             vec![(0.01, 20.0), (INF, 20.0)]
         );
+        // A node back after 60 s without an answer adds its own rate, not a 60th of it.
+        let mut back = one.clone();
+        back.elapsed = Duration::from_secs(60);
+        back.write.as_mut().expect("writes").count = 600.0;
+        total.add(&back);
+        assert_eq!(total.load().writes_per_s, Some(30.0));
     }
 }
