@@ -274,10 +274,17 @@ impl Db {
         let mut batch = Batch::new(&self.conn, sql);
         self.run_each(true, |bytes_left| {
             self.guard.take_denial();
-            match batch.next() {
-                Ok(None) => None,
-                Ok(Some(mut stmt)) => Some(self.run_prepared(&mut stmt, bytes_left)),
-                Err(e) => Some(Err(e.into())),
+            // A dump's BEGIN/COMMIT/PRAGMA foreign_keys are prepared, seen by the
+            // authorizer, and left out (see `Guard::script`); at most every statement of
+            // the script is one, so this ends with the script.
+            loop {
+                let next = self.guard.script(|| batch.next());
+                match next {
+                    Ok(None) => return None,
+                    Ok(Some(_)) if self.guard.take_skip() => continue,
+                    Ok(Some(mut stmt)) => return Some(self.run_prepared(&mut stmt, bytes_left)),
+                    Err(e) => return Some(Err(e.into())),
+                }
             }
         })
     }

@@ -128,6 +128,11 @@ pub(crate) enum Stop {
 pub(crate) struct Guard {
     role: Role,
     internal: AtomicBool,
+    /// Set while a loaded SQL script is prepared ([`Guard::script`]): a dump's wrapper
+    /// statements are let through the authorizer, marked in `skip`, and not run.
+    script: AtomicBool,
+    /// The statement just prepared is a dump wrapper to leave out ([`Guard::take_skip`]).
+    skip: AtomicBool,
     denied: Mutex<Option<String>>,
     budget: Mutex<Budget>,
     stopped: Mutex<Option<Stop>>,
@@ -146,6 +151,25 @@ impl Guard {
         *lock(&self.budget) = saved;
         self.internal.store(was, Ordering::SeqCst);
         out
+    }
+
+    /// Runs `f` over a loaded SQL script (`/db/load` of a dump): the statements that wrap
+    /// what `sqlite3 .dump` and `/db/backup?fmt=sql` write, `BEGIN`/`BEGIN TRANSACTION`,
+    /// `COMMIT`/`END` and `PRAGMA foreign_keys=...`, are recognised by the authorizer's
+    /// action codes (not by reading the text) and left out: the script is applied in its
+    /// own transaction already, and foreign keys stay as the database has them.
+    /// `ROLLBACK` and savepoints are still refused.
+    pub(crate) fn script<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.skip.store(false, Ordering::SeqCst);
+        let was = self.script.swap(true, Ordering::SeqCst);
+        let out = f();
+        self.script.store(was, Ordering::SeqCst);
+        out
+    }
+
+    /// Whether the statement prepared last is a dump wrapper to leave out; clears it.
+    pub(crate) fn take_skip(&self) -> bool {
+        self.skip.swap(false, Ordering::SeqCst)
     }
 
     /// Bounds the statements that follow by `steps` progress-handler calls in all (the
@@ -200,6 +224,10 @@ impl Guard {
 
     fn authorize(&self, ctx: &AuthContext<'_>) -> Authorization {
         if self.internal.load(Ordering::SeqCst) {
+            return Authorization::Allow;
+        }
+        if self.script.load(Ordering::SeqCst) && is_dump_wrapper(&ctx.action) {
+            self.skip.store(true, Ordering::SeqCst);
             return Authorization::Allow;
         }
         match self.check(&ctx.action) {
@@ -299,6 +327,23 @@ impl Guard {
     }
 }
 
+/// `BEGIN`, `COMMIT` and setting `foreign_keys`: what a SQL dump wraps its statements in.
+fn is_dump_wrapper(action: &AuthAction<'_>) -> bool {
+    use rusqlite::hooks::TransactionOperation as T;
+    match action {
+        // SQLite names a transaction statement BEGIN, COMMIT or ROLLBACK (`build.c`);
+        // rusqlite 0.32 maps COMMIT (and END, its synonym) to `Unknown`.
+        AuthAction::Transaction {
+            operation: T::Begin | T::Unknown,
+        } => true,
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(_),
+        } => pragma_name.eq_ignore_ascii_case("foreign_keys"),
+        _ => false,
+    }
+}
+
 fn check_pragma(name: &str, has_value: bool, writer: bool) -> Result<(), String> {
     let n = name.to_ascii_lowercase();
     let n = n.as_str();
@@ -334,6 +379,8 @@ pub(crate) fn secure(conn: &Connection, role: Role) -> Result<Arc<Guard>, Error>
     let guard = Arc::new(Guard {
         role,
         internal: AtomicBool::new(false),
+        script: AtomicBool::new(false),
+        skip: AtomicBool::new(false),
         denied: Mutex::new(None),
         budget: Mutex::new(Budget::Unbounded),
         stopped: Mutex::new(None),

@@ -1651,4 +1651,63 @@ mod tests {
             "the failed script changed nothing"
         );
     }
+
+    #[test]
+    fn a_dumps_transaction_and_foreign_keys_wrappers_are_left_out_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        // What `sqlite3 .dump` and `/db/backup?fmt=sql` write.
+        let dump = "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+            CREATE TABLE t (a);\nINSERT INTO t VALUES(1);\nINSERT INTO t VALUES('x;y');\n\
+            COMMIT;\n";
+        let r = s.apply_script(1, &CTX, "main", dump).expect("script");
+        assert_eq!(r.len(), 3, "the wrappers give no results: {r:?}");
+        assert!(r.iter().all(|x| !x.is_error()), "{r:?}");
+        let count = |s: &Store| {
+            let r = s
+                .query("main", &stmts(&["SELECT count(*) FROM t"]), None)
+                .expect("query");
+            let Outcome::Rows(rows) = &r[0].outcome else {
+                panic!("rows")
+            };
+            rows.values[0][0].clone()
+        };
+        assert_eq!(count(&s), crate::Value::Integer(2));
+        // Foreign keys stay on: the pragma was not run.
+        let r = s
+            .query("main", &stmts(&["PRAGMA foreign_keys"]), None)
+            .expect("query");
+        let Outcome::Rows(rows) = &r[0].outcome else {
+            panic!("rows")
+        };
+        assert_eq!(rows.values[0][0], crate::Value::Integer(1), "{rows:?}");
+        // Other transaction control is still refused, and in a write it all is.
+        for (i, bad) in [
+            "ROLLBACK;",
+            "SAVEPOINT a;",
+            "END; PRAGMA journal_mode=DELETE;",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = s
+                .apply_script(
+                    2 + i as u64,
+                    &CTX,
+                    "main",
+                    &format!("INSERT INTO t VALUES (9); {bad}"),
+                )
+                .expect("script");
+            assert!(r.iter().any(StatementResult::is_error), "{bad}: {r:?}");
+        }
+        let r = s
+            .apply_execute(9, &CTX, "main", &stmts(&["BEGIN"]), false, None)
+            .expect("execute");
+        assert_eq!(r[0].err().map(|e| e.code), Some(ErrorCode::NotAuthorized));
+        assert_eq!(
+            count(&s),
+            crate::Value::Integer(2),
+            "the refused scripts changed nothing"
+        );
+    }
 }

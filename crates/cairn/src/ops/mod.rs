@@ -242,12 +242,8 @@ pub async fn upload(remote: &mut Remote, db: &str, file: &Path) -> Result<Vec<Va
     if size == 0 {
         bail!("{} is empty", file.display());
     }
-    let mut data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    if !data.starts_with(SQLITE_HEADER) {
-        if let Some(script) = std::str::from_utf8(&data).ok().and_then(unwrap_dump) {
-            data = script.into_bytes();
-        }
-    }
+    // A dump is sent as it is: the node leaves out its BEGIN/COMMIT/PRAGMA foreign_keys.
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let data = Arc::new(data);
     let bar = progress_bar(Some(data.len() as u64), &format!("restore {db}"));
     let answer = remote
@@ -276,37 +272,6 @@ pub async fn upload(remote: &mut Remote, db: &str, file: &Path) -> Result<Vec<Va
         }
     }
     Ok(results)
-}
-
-/// The statements a dump wraps its contents in (`/db/backup?fmt=sql` and `sqlite3 .dump`
-/// write them), which the node's sandbox refuses in a script; it runs a script as one
-/// atomic batch anyway.
-const DUMP_WRAPPERS: &[&str] = &[
-    "PRAGMA FOREIGN_KEYS=OFF",
-    "BEGIN TRANSACTION",
-    "BEGIN",
-    "COMMIT",
-    "END TRANSACTION",
-];
-
-/// `script` without its dump wrapper ([`DUMP_WRAPPERS`]), or `None` when it has none (or
-/// does not split): then it is sent as it is.
-fn unwrap_dump(script: &str) -> Option<String> {
-    let statements = crate::shell::split::split_script(script).ok()?;
-    let is_wrapper = |s: &str| {
-        let words: Vec<&str> = s.split_whitespace().collect();
-        let normal = words.join(" ").to_ascii_uppercase().replace(" = ", "=");
-        DUMP_WRAPPERS.contains(&normal.as_str())
-    };
-    if !statements.iter().any(|s| is_wrapper(s)) {
-        return None;
-    }
-    let kept: Vec<String> = statements
-        .into_iter()
-        .filter(|s| !is_wrapper(s))
-        .map(|s| format!("{s};\n"))
-        .collect();
-    Some(kept.concat())
 }
 
 /// A request body that streams `data` while `bar` counts what was handed over: a thread
@@ -686,17 +651,6 @@ pub fn status_table(rows: &[NodeStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_dump_loses_only_its_transaction_wrapper() {
-        let dump = "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t (a);\n\
-                    INSERT INTO \"t\" VALUES('BEGIN;');\nCOMMIT;\n";
-        assert_eq!(
-            unwrap_dump(dump).as_deref(),
-            Some("CREATE TABLE t (a);\nINSERT INTO \"t\" VALUES('BEGIN;');\n")
-        );
-        assert_eq!(unwrap_dump("CREATE TABLE t (a);"), None);
-    }
 
     #[test]
     fn sizes_read_like_people_write_them() {

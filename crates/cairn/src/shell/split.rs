@@ -228,10 +228,12 @@ impl Splitter {
     }
 }
 
-/// Every statement of a whole script (the last one may lack its `;`).
+/// Every statement of a whole script (the last one may lack its `;`); the tests' way to
+/// split one at once.
 ///
 /// # Errors
 /// When the script ends inside a string, comment or trigger body.
+#[cfg(test)]
 pub fn split_script(script: &str) -> Result<Vec<String>, String> {
     let mut splitter = Splitter::new();
     let mut statements = splitter.push(script);
