@@ -295,6 +295,34 @@ fn rqlite_api_details_hold_on_every_node() {
         count_main,
         "the garbage load changed nothing: {r}"
     );
+    // The node's own SQL dump (and sqlite3's, which has the same wrapper) loads as it is.
+    let dump = http()
+        .get(format!("{}/db/backup?db=restored&fmt=sql", c.url(f)))
+        .send()
+        .expect("a dump")
+        .text()
+        .expect("text");
+    assert!(dump.contains("BEGIN TRANSACTION"), "{dump}");
+    let r = c
+        .post(leader, "/v1/databases", &[], &json!({"name": "from_dump"}))
+        .expect("create");
+    assert!(r.status < 300, "{r}");
+    let r = c
+        .post_raw(f, "/db/load", &[("db", "from_dump")], &dump)
+        .expect("load a dump");
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.results().iter().all(|x| x.get("error").is_none()), "{r}");
+    let r = c
+        .query_with(
+            f,
+            &[
+                ("q", "SELECT COUNT(*) FROM s"),
+                ("db", "from_dump"),
+                ("level", "linearizable"),
+            ],
+        )
+        .expect("count");
+    assert_eq!(r.rows(), json!([[2]]), "the dump's rows: {r}");
 
     // POST /leader hands leadership to another voter.
     let old = c.id(leader);
