@@ -216,8 +216,16 @@ fn metrics_name_every_series_and_move_with_writes() {
     );
 }
 
-#[test]
-fn cors_lets_only_the_configured_origins_read_answers() {
+/// A one-node cluster set up by `configure`, started and ready: its runtime, handle, base
+/// URL and data directory (removed on drop).
+fn single_node(
+    configure: impl FnOnce(&mut ServerConfig),
+) -> (
+    tokio::runtime::Runtime,
+    cairn_server::Handle,
+    String,
+    tempfile::TempDir,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -226,7 +234,7 @@ fn cors_lets_only_the_configured_origins_read_answers() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut config = ServerConfig::new(1, dir.path().join("data"));
     config.bootstrap_expect = Some(1);
-    config.cors_origins = vec!["https://console.example".to_string()];
+    configure(&mut config);
     let handle = rt
         .block_on(async {
             let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
@@ -245,6 +253,15 @@ fn cors_lets_only_the_configured_origins_read_answers() {
         }
     })
     .expect("ready");
+    (rt, handle, base, dir)
+}
+
+#[test]
+fn cors_lets_only_the_configured_origins_read_answers() {
+    let (rt, handle, base, _dir) = single_node(|config| {
+        config.cors_origins = vec!["https://console.example".to_string()];
+    });
+    let http = reqwest::Client::new();
     rt.block_on(async {
         // A preflight from the allowed origin is answered with what it may send.
         let pre = http
@@ -303,40 +320,17 @@ fn cors_lets_only_the_configured_origins_read_answers() {
 
 #[test]
 fn with_users_a_trusted_origin_passes_the_cross_site_check_and_others_do_not() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let mut config = ServerConfig::new(1, dir.path().join("data"));
-    config.bootstrap_expect = Some(1);
-    config.cors_origins = vec!["https://Console.Example/".to_string()];
-    config.auth = Some(std::sync::Arc::new(
-        cairn_auth::Users::from_json(
-            r#"[{"username": "ann", "password": "pw", "perms": ["all"]},
-                {"username": "*", "perms": ["ready"]}]"#,
-        )
-        .expect("an auth file"),
-    ));
-    let handle = rt
-        .block_on(async {
-            let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
-            cairn_server::serve(listeners, config, std::future::pending()).await
-        })
-        .expect("a node starts");
-    let base = format!("http://{}", handle.http_addr());
+    let (rt, handle, base, _dir) = single_node(|config| {
+        config.cors_origins = vec!["https://Console.Example/".to_string()];
+        config.auth = Some(std::sync::Arc::new(
+            cairn_auth::Users::from_json(
+                r#"[{"username": "ann", "password": "pw", "perms": ["all"]},
+                    {"username": "*", "perms": ["ready"]}]"#,
+            )
+            .expect("an auth file"),
+        ));
+    });
     let http = reqwest::Client::new();
-    wait_for(DEADLINE, "the node is ready", || {
-        let status = rt
-            .block_on(http.get(format!("{base}/readyz")).send())
-            .map(|r| r.status());
-        match status {
-            Ok(s) if s == 200 => Ok(()),
-            other => Err(format!("readyz: {other:?}")),
-        }
-    })
-    .expect("ready");
     rt.block_on(async {
         let write = |origin: &'static str, site: &'static str| {
             http.post(format!("{base}/db/execute"))
