@@ -86,12 +86,29 @@ pub struct Empty {}
 /// [`cairn_node::Status`].
 #[utoipa::path(get, path = "/status", tag = "cluster", responses((status = 200, description = "Node, Raft and store status: rqlite's sections and Cairn's raft", body = cairn_node::Status)))]
 pub async fn status(State(state): State<AppState>, flags: Flags) -> Result<Response, ApiError> {
-    let mut status = state.service.status()?;
+    let service = state.service.clone();
+    let mut status = off_the_runtime(move || service.status()).await??;
     // Only the API layer knows about `--auth`: the auth middleware identified the caller.
     if flags.identity.as_ref().is_some_and(|who| !who.is_open()) {
         status["http"]["auth"] = serde_json::Value::from("enabled");
     }
     Ok(flags.json(StatusCode::OK, &status))
+}
+
+/// Runs `f` (which reads files: sizes, the data directory) on the blocking pool, so that
+/// a slow disk does not hold an async worker.
+///
+/// # Errors
+/// `internal` when the task panicked.
+async fn off_the_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::of(
+            cairn_sql::ErrorCode::Internal,
+            format!("reading the node's state: {e}"),
+        )
+    })
 }
 
 /// `GET /metrics`: this node's series in the Prometheus text format (OpenMetrics 1.0):
@@ -101,9 +118,9 @@ pub async fn status(State(state): State<AppState>, flags: Flags) -> Result<Respo
 /// [`cairn_node::NodeMetrics`] and in the README.
 #[utoipa::path(get, path = "/metrics", tag = "cluster", responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = state
-        .service
-        .render_metrics()
+    let service = state.service.clone();
+    let text = off_the_runtime(move || service.render_metrics())
+        .await?
         .ok_or_else(|| ApiError::of(cairn_sql::ErrorCode::NoRoute, "this node has no metrics"))?;
     Ok((
         StatusCode::OK,
