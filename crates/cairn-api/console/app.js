@@ -5,6 +5,8 @@
 
 (() => {
   const POLL_MS = 2000;
+  // The longest any request of the page may take (SQL runs up to the API's own timeouts).
+  const FETCH_TIMEOUT_MS = 60000;
   const AUTH_KEY = 'cairn.basic';
 
   const state = {
@@ -81,7 +83,8 @@
     const t0 = performance.now();
     let resp;
     try {
-      resp = await fetch(path, init);
+      // A node that never answers must not hold the page (or the live view) forever.
+      resp = await fetch(path, Object.assign({ signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) }, init));
     } catch (e) {
       return {
         ok: false, status: 0, code: 'network', ms: performance.now() - t0,
@@ -197,10 +200,13 @@
       renderCluster(nodes, status);
       const dbs = await api('GET', '/v1/databases');
       if (dbs.ok) renderDatabases(dbs.body);
+    } catch (e) {
+      // An answer of an unexpected shape must not stop the live view for good.
+      console.error('cluster refresh failed', e);
     } finally {
       state.polling = false;
+      if (!state.loginOpen) schedulePoll();
     }
-    if (!state.loginOpen) schedulePoll();
   }
 
   function cell(text, cls) {
@@ -640,6 +646,19 @@
   }
 
   async function runSql() {
+    // One run at a time: a second Ctrl+Enter while a write batch runs must not send it
+    // again (the disabled button stops clicks only).
+    if (state.sqlRunning) return;
+    state.sqlRunning = true;
+    try {
+      await runSqlOnce();
+    } finally {
+      state.sqlRunning = false;
+      $('sql-run').disabled = false;
+    }
+  }
+
+  async function runSqlOnce() {
     const stmts = splitStatements($('sql-text').value);
     const results = $('sql-results');
     clear(results);

@@ -37,10 +37,11 @@ impl ClientArgs {
 
     /// A client that trusts `--cacert`, sends `--user` with every request and gives up on
     /// a request after `--timeout-secs`. Redirects are not followed (a follower's 301 names
-    /// the leader; callers decide).
+    /// the leader; callers decide). With an `https://` `--addr` it speaks HTTPS only.
     ///
     /// # Errors
-    /// When `--user` is not `USER:PASSWORD`, or the CA cannot be read.
+    /// When `--addr` is not a URL, `--user` is not `USER:PASSWORD`, or the CA cannot be
+    /// read.
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
         let timeout = Duration::from_secs(self.timeout_secs.max(1));
         let credentials = match self.user.as_deref().map(|u| u.split_once(':')) {
@@ -48,10 +49,14 @@ impl ClientArgs {
             Some(None) => bail!("--user takes USER:PASSWORD"),
             None => None,
         };
+        // Given an https:// node, never send anything (credentials above all) over plain
+        // HTTP to an address learned from the cluster (`/nodes`, a redirect).
+        let https_only = self.base_url()?.scheme() == "https";
         let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            .https_only(https_only)
             .no_proxy();
         crate::secure::client(builder, self.cacert.as_deref(), credentials)
             .context("building the HTTP client")
@@ -90,5 +95,24 @@ mod tests {
             "http://127.0.0.1:4001/"
         );
         assert!(base_url("ftp://x").is_err());
+    }
+
+    #[tokio::test]
+    async fn given_an_https_node_the_client_never_speaks_plain_http() {
+        let args = ClientArgs {
+            addr: "https://127.0.0.1:4001".into(),
+            user: Some("admin:secret".into()),
+            cacert: None,
+            timeout_secs: 1,
+        };
+        let client = args.client().expect("a client");
+        // An address a hostile `/nodes` answer or redirect could name: refused before any
+        // connection, so the credentials go nowhere.
+        let err = client
+            .get("http://127.0.0.1:9/status")
+            .send()
+            .await
+            .expect_err("plain HTTP refused");
+        assert!(err.is_builder(), "{err:?}");
     }
 }

@@ -34,6 +34,11 @@ pub const MAX_LOAD_BYTES: u64 = 32 * 1024 * 1024;
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
 
+/// How long a backup download or a restore upload may take in all: a large database at
+/// disk or network speed takes far longer than `--timeout-secs`, which bounds the other
+/// requests.
+pub const TRANSFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Flags of `cairn status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -165,7 +170,9 @@ pub async fn download(
     }
     let mut answer = remote
         .send(Retry::Idempotent, |c, n| {
-            Ok(c.get(n.join("db/backup")?).query(&query))
+            Ok(c.get(n.join("db/backup")?)
+                .query(&query)
+                .timeout(TRANSFER_TIMEOUT))
         })
         .await?;
     if !answer.status.is_success() {
@@ -251,6 +258,7 @@ pub async fn upload(remote: &mut Remote, db: &str, file: &Path) -> Result<Vec<Va
             bar.set_position(0);
             let body = feed(Arc::clone(&data), bar.clone())?;
             Ok(c.post(n.join("db/load")?)
+                .timeout(TRANSFER_TIMEOUT)
                 .query(&[("db", db)])
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body))
@@ -575,8 +583,11 @@ fn node_status(node: &Value, fetched: Result<Value>) -> NodeStatus {
                 applied_index: raft["applied_index"].as_u64(),
                 last_log_index: raft["last_log_index"].as_u64(),
                 lag_entries: None,
-                db_size_bytes: databases
-                    .map(|d| d.iter().filter_map(|d| d["size_bytes"].as_u64()).sum()),
+                db_size_bytes: databases.map(|d| {
+                    d.iter()
+                        .filter_map(|d| d["size_bytes"].as_u64())
+                        .fold(0u64, u64::saturating_add)
+                }),
                 dir_size_bytes: status["store"]["dir_size"].as_u64(),
                 reachable: true,
                 error: listed_error.map(one_line),

@@ -290,6 +290,11 @@ impl Remote {
             let mut answered = false;
             let mut i = 0;
             while i < self.known.len() {
+                // The deadline holds within a round too: many unreachable nodes, each
+                // probed for seconds, must not stretch the search.
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let node = self.known[i].clone();
                 i += 1;
                 match self.probe(&node).await {

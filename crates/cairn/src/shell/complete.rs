@@ -110,8 +110,12 @@ impl ShellHelper {
         Self::default()
     }
 
-    /// Replaces the names offered.
-    pub fn set_names(&self, names: Names) {
+    /// Replaces the names offered; names holding control characters are not offered (a
+    /// completion is echoed to the terminal as it is).
+    pub fn set_names(&self, mut names: Names) {
+        let printable = |n: &String| !n.chars().any(char::is_control);
+        names.tables.retain(printable);
+        names.columns.retain(printable);
         *self.names.lock().unwrap_or_else(PoisonError::into_inner) = names;
     }
 

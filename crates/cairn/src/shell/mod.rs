@@ -433,7 +433,10 @@ impl Session {
         match outcome {
             Ok((result, _)) => {
                 if result.get("columns").is_some() {
-                    print!("{}", render::render(self.mode, &result));
+                    print!(
+                        "{}",
+                        render::for_stdout(&render::render(self.mode, &result))
+                    );
                 } else if !read {
                     println!("{}", render::write_summary(&result));
                 }
@@ -515,7 +518,10 @@ impl Session {
                 }
                 sql.push_str(" ORDER BY name");
                 let result = self.query(&sql, &params).await?;
-                print!("{}", render::render(self.mode, &result));
+                print!(
+                    "{}",
+                    render::for_stdout(&render::render(self.mode, &result))
+                );
             }
             ".schema" => {
                 let mut sql = "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL \
@@ -543,7 +549,10 @@ impl Session {
                 }
                 sql.push_str(" ORDER BY tbl_name, name");
                 let result = self.query(&sql, &params).await?;
-                print!("{}", render::render(self.mode, &result));
+                print!(
+                    "{}",
+                    render::for_stdout(&render::render(self.mode, &result))
+                );
             }
             ".nodes" => self.nodes().await?,
             ".leader" => self.leader(arg(0)).await?,
@@ -610,7 +619,8 @@ impl Session {
                     let answer = self
                         .send(Retry::Idempotent, |c, n| {
                             Ok(c.get(n.join("db/backup")?)
-                                .query(&[("db", db.as_str()), ("fmt", "sql")]))
+                                .query(&[("db", db.as_str()), ("fmt", "sql")])
+                                .timeout(crate::ops::TRANSFER_TIMEOUT))
                         })
                         .await?;
                     let status = answer.status;
@@ -618,7 +628,7 @@ impl Session {
                     if !status.is_success() {
                         bail!(ApiFailure::from_body(status, &body));
                     }
-                    print!("{}", String::from_utf8_lossy(&body));
+                    print!("{}", render::for_stdout(&String::from_utf8_lossy(&body)));
                 }
             },
             ".backup" => {
@@ -712,7 +722,7 @@ impl Session {
         .iter()
         .map(|c| c.to_string())
         .collect();
-        print!("{}", render::table(&columns, &rows));
+        print!("{}", render::for_stdout(&render::table(&columns, &rows)));
         Ok(())
     }
 
@@ -728,12 +738,13 @@ impl Session {
             Some(other) => usage!(".leader takes nothing or stepdown, not {other:?}"),
         };
         let leader = &body["leader"];
-        println!(
+        let line = format!(
             "leader: node {} at {} (raft {})",
             leader["id"].as_str().unwrap_or("?"),
             leader["api_addr"].as_str().unwrap_or("?"),
             leader["addr"].as_str().unwrap_or("?")
         );
+        println!("{}", render::escape_controls(&line));
         Ok(())
     }
 

@@ -65,6 +65,18 @@ fn cell(value: &Value, null_as: &str) -> String {
     }
 }
 
+/// `text` as it may go to stdout: on a terminal, with control characters other than
+/// newlines and tabs spelled out (a value holding `ESC ]52;...` must not drive the
+/// terminal); to a pipe or a file, as it is (a CSV or a dump stays byte for byte).
+pub fn for_stdout(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        std::borrow::Cow::Owned(escape_except(text, &['\n', '\t']))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// `text` with control characters spelled out (`\n`, `\t`, `\u{1b}`).
 pub fn escape_controls(text: &str) -> String {
     escape_except(text, &[])
