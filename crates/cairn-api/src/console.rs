@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::ErrorCode;
 
-/// The console's files, read at compile time (`include_bytes!` of each file: an edited
-/// asset rebuilds the crate; a new file needs this file touched).
+/// The console's files, read at compile time (an edited asset rebuilds the crate, and so
+/// does a new one: `build.rs` watches the directory).
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/console");
 
 /// The routes the console is served on, as axum matches them: the auth middleware lets
