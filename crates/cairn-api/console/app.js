@@ -47,9 +47,11 @@
     while (node.firstChild) node.removeChild(node.firstChild);
   }
 
-  // A link to another node's console, only for http(s) URLs the API gave.
+  // A link to another node's console, only for URLs the API gave with this page's own
+  // scheme: an https console never sends its user to a plain-http login.
   function consoleLink(apiAddr, label) {
-    if (typeof apiAddr !== 'string' || !/^https?:\/\//.test(apiAddr)) {
+    const scheme = location.protocol + '//';
+    if (typeof apiAddr !== 'string' || !apiAddr.toLowerCase().startsWith(scheme)) {
       return document.createTextNode(label || String(apiAddr || ''));
     }
     return el('a', { href: apiAddr.replace(/\/+$/, '') + '/console/' }, label || apiAddr);
@@ -551,9 +553,12 @@
   async function loadRows() {
     if (!state.table) return;
     const table = state.table;
+    // Only the newest request draws: an older, slower one must not overwrite the page a
+    // later filter or page asked for.
+    const seq = (state.rowsSeq = (state.rowsSeq || 0) + 1);
     const path = dbPath() + '/tables/' + encodeURIComponent(table) + '/rows?' + rowsQuery();
     const r = await api('GET', path);
-    if (state.table !== table) return;
+    if (state.table !== table || state.rowsSeq !== seq) return;
     $('rows-timing').textContent = ms(r.ms) + ' round trip';
     if (!r.ok) {
       showError($('rows-error'), r, 'GET rows');

@@ -225,6 +225,10 @@ pub async fn download(
         .with_context(|| format!("syncing {}", part.path().display()))?;
     part.persist(file)
         .with_context(|| format!("renaming the backup to {}", file.display()))?;
+    // The rename itself is durable once the directory is synced.
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(written)
 }
 
@@ -250,7 +254,22 @@ pub async fn upload(remote: &mut Remote, db: &str, file: &Path) -> Result<Vec<Va
         bail!("{} is empty", file.display());
     }
     // A dump is sent as it is: the node leaves out its BEGIN/COMMIT/PRAGMA foreign_keys.
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // Read through the bound: the file may have grown since it was measured.
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+            MAX_LOAD_BYTES + 1,
+        ),
+        &mut data,
+    )
+    .with_context(|| format!("reading {}", file.display()))?;
+    if data.len() as u64 > MAX_LOAD_BYTES {
+        bail!(
+            "{} grew past {MAX_LOAD_BYTES} bytes while it was read",
+            file.display()
+        );
+    }
     let data = Arc::new(data);
     let bar = progress_bar(Some(data.len() as u64), &format!("restore {db}"));
     let answer = remote
@@ -315,9 +334,12 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
     } else {
         BackupFormat::Sqlite
     };
-    let bytes = download(&mut remote, &args.db, format, &args.file)
-        .await
-        .with_context(|| format!("backing up database {}", args.db))?;
+    // Ctrl-C drops the download, and with it the temporary file: no `.part` is left.
+    let bytes = tokio::select! {
+        done = download(&mut remote, &args.db, format, &args.file) => done,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; {} is as it was", args.file.display())),
+    }
+    .with_context(|| format!("backing up database {}", args.db))?;
     println!(
         "backed up database {} ({}) from {} to {} in {:.2} s",
         args.db,

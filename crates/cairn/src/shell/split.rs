@@ -256,7 +256,7 @@ pub fn first_keyword(sql: &str) -> Option<String> {
 }
 
 /// Whether `sql` only reads, so that sending it twice is harmless: `SELECT`, `VALUES`,
-/// `EXPLAIN ...`, a `PRAGMA` without `=`, a `WITH` that neither inserts, updates nor
+/// `EXPLAIN ...`, a `PRAGMA` without `=` or `(`, a `WITH` that neither inserts, updates nor
 /// deletes. The node decides for itself where a statement runs (`/db/request`); this
 /// only decides whether a lost answer may be asked for again.
 pub fn is_read(sql: &str) -> bool {
@@ -265,11 +265,12 @@ pub fn is_read(sql: &str) -> bool {
     };
     match first.as_str() {
         "SELECT" | "VALUES" | "EXPLAIN" => true,
+        // `PRAGMA x = v` and `PRAGMA x(v)` both set; only the bare form surely reads.
         "PRAGMA" => {
             let (tokens, _) = lex(sql);
             !tokens
                 .iter()
-                .any(|t| t.class == Class::Other && &sql[t.start..t.end] == "=")
+                .any(|t| t.class == Class::Other && matches!(&sql[t.start..t.end], "=" | "("))
         }
         "WITH" => {
             !words(sql).any(|w| matches!(w.as_str(), "INSERT" | "UPDATE" | "DELETE" | "REPLACE"))
@@ -366,7 +367,7 @@ mod tests {
             "select 1",
             "  /* c */ SELECT * FROM t",
             "EXPLAIN QUERY PLAN SELECT 1",
-            "PRAGMA table_info(t)",
+            "PRAGMA foreign_keys",
             "WITH x AS (SELECT 1) SELECT * FROM x",
             "VALUES (1)",
         ] {
@@ -375,6 +376,10 @@ mod tests {
         for write in [
             "INSERT INTO t VALUES (1)",
             "PRAGMA user_version = 3",
+            // The call form sets too; a reporting pragma with an argument is taken for a
+            // write, which only means a lost answer is not asked for again.
+            "PRAGMA user_version(5)",
+            "PRAGMA table_info(t)",
             "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
             "CREATE TABLE t (a)",
             "",
