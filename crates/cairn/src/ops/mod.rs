@@ -570,7 +570,16 @@ async fn fetch_status(client: &reqwest::Client, node: &Value) -> Result<Value> {
         .send()
         .await?;
     let status = response.status();
-    let body = response.bytes().await?;
+    // A `/status` is a few KiB: a node sending megabytes is not read further.
+    const MAX_STATUS_BYTES: usize = 4 * 1024 * 1024;
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(piece) = response.chunk().await? {
+        if body.len() + piece.len() > MAX_STATUS_BYTES {
+            bail!("{addr} answered a /status over {MAX_STATUS_BYTES} bytes");
+        }
+        body.extend_from_slice(&piece);
+    }
     if !status.is_success() {
         return Err(ApiFailure::from_body(status, &body).into());
     }

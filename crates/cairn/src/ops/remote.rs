@@ -41,6 +41,14 @@ const UNREACHABLE_GIVE_UP: Duration = Duration::from_secs(3);
 /// The most nodes a client remembers: a hostile `/nodes` cannot make it poll thousands.
 const MAX_KNOWN: usize = 64;
 
+/// The most an answer read whole ([`Answer::bytes`], [`Answer::json`]) may hold: a node's
+/// results are at most 32 MiB of rows (`cairn_sql::MAX_RESULT_BYTES`) and a dump to stdout
+/// at most its database; a node sending more is not believed, and memory stays bounded.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024 * 1024;
+
+/// The most of an error answer (403, 503) that is read: its JSON is a line or two.
+const MAX_ERROR_BYTES: usize = 1024 * 1024;
+
 /// Whether a failed request may be sent again when its outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -152,13 +160,20 @@ impl Answer {
         }
     }
 
-    /// The whole body.
+    /// The whole body, up to 1 GiB.
     ///
     /// # Errors
-    /// When the connection fails while reading.
+    /// When the connection fails while reading, or the body is larger.
     pub async fn bytes(mut self) -> Result<Vec<u8>> {
         let mut all = Vec::new();
         while let Some(piece) = self.chunk().await? {
+            if all.len() + piece.len() > MAX_ANSWER_BYTES {
+                bail!(
+                    "{} answered more than {} MiB; not read further",
+                    self.node,
+                    MAX_ANSWER_BYTES >> 20
+                );
+            }
             all.extend_from_slice(&piece);
         }
         Ok(all)
@@ -259,7 +274,16 @@ impl Remote {
         let status = response.status();
         let headers = response.headers().clone();
         let body = if matches!(status.as_u16(), 403 | 503) {
-            Body::Read(Some(response.bytes().await.map(|b| b.to_vec())?))
+            let mut response = response;
+            let mut head = Vec::new();
+            while let Some(piece) = response.chunk().await? {
+                let room = MAX_ERROR_BYTES.saturating_sub(head.len());
+                head.extend_from_slice(&piece[..piece.len().min(room)]);
+                if head.len() >= MAX_ERROR_BYTES {
+                    break;
+                }
+            }
+            Body::Read(Some(head))
         } else {
             Body::Unread(response)
         };

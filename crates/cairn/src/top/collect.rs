@@ -336,10 +336,15 @@ async fn get_json(
         .await
         .map_err(|e| (Reach::Unreachable, describe(&e, timeout)))?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let body = read_bounded(response)
         .await
-        .map_err(|e| (Reach::Unreachable, describe(&e, timeout)))?;
+        .map_err(|e| (Reach::Unreachable, describe(&e, timeout)))?
+        .ok_or_else(|| {
+            (
+                Reach::Error,
+                format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
+            )
+        })?;
     if !status.is_success() {
         return Err((Reach::Error, api_error(status, &body)));
     }
@@ -363,7 +368,24 @@ async fn get_text(
     if response.status() != StatusCode::OK {
         return None;
     }
-    response.text().await.ok()
+    let body = read_bounded(response).await.ok()??;
+    String::from_utf8(body).ok()
+}
+
+/// The most of one answer the dashboard reads (`/status`, `/nodes` and `/metrics` are a
+/// few KiB each): a node sending more is shown as an error, not held in memory.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The body of `response`, or `None` when it is longer than [`MAX_ANSWER_BYTES`].
+async fn read_bounded(mut response: reqwest::Response) -> reqwest::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(piece) = response.chunk().await? {
+        if body.len() + piece.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(Some(body))
 }
 
 /// The tables of each database in `names` (the first [`MAX_TABLE_LISTS`]), read on the
