@@ -14,6 +14,14 @@ use crate::status::{
 };
 use crate::VERSION_HEADER;
 
+/// The highest index known committed: the quorum's, else this node's own.
+fn commit_index(m: &crate::node::Metrics) -> Option<u64> {
+    m.cluster_committed
+        .as_ref()
+        .or(m.local_committed.as_ref())
+        .map(|l| l.index)
+}
+
 impl Node {
     /// On the leader, each other member's progress (empty elsewhere).
     pub(crate) fn replication(&self, m: &crate::node::Metrics) -> Vec<FollowerProgress> {
@@ -46,11 +54,7 @@ impl Node {
     /// counters as they stand, gauges read from Raft and the store now.
     pub fn render_metrics(&self) -> String {
         let m = self.metrics();
-        let commit_index = m
-            .cluster_committed
-            .as_ref()
-            .map(|l| l.index)
-            .or(m.local_committed.as_ref().map(|l| l.index));
+        let commit_index = commit_index(&m);
         let followers = self
             .replication(&m)
             .into_iter()
@@ -91,11 +95,7 @@ impl Node {
         let membership = m.membership_config.membership();
         let leader = m.current_leader.and_then(|id| self.peer(&m, id));
         let voters: Vec<u64> = membership.voter_ids().collect();
-        let commit_index = m
-            .cluster_committed
-            .as_ref()
-            .map(|l| l.index)
-            .or(m.local_committed.as_ref().map(|l| l.index));
+        let commit_index = commit_index(&m);
         let applied_index = m.last_applied.as_ref().map(|l| l.index);
         let state = format!("{:?}", m.state);
         let raft = RaftStatus {

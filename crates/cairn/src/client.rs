@@ -63,6 +63,26 @@ impl ClientArgs {
     }
 }
 
+/// The body of `response`, or `None` when it is longer than `max` bytes (read no further):
+/// what a client command reads of a node's answer, so that a hostile or broken node cannot
+/// fill memory within a timeout.
+///
+/// # Errors
+/// When the connection fails while reading.
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> reqwest::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(piece) = response.chunk().await? {
+        if body.len() + piece.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(Some(body))
+}
+
 /// `addr` as a base URL (`http://` assumed without a scheme; a trailing `/` added).
 ///
 /// # Errors

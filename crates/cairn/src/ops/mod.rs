@@ -572,14 +572,9 @@ async fn fetch_status(client: &reqwest::Client, node: &Value) -> Result<Value> {
     let status = response.status();
     // A `/status` is a few KiB: a node sending megabytes is not read further.
     const MAX_STATUS_BYTES: usize = 4 * 1024 * 1024;
-    let mut response = response;
-    let mut body = Vec::new();
-    while let Some(piece) = response.chunk().await? {
-        if body.len() + piece.len() > MAX_STATUS_BYTES {
-            bail!("{addr} answered a /status over {MAX_STATUS_BYTES} bytes");
-        }
-        body.extend_from_slice(&piece);
-    }
+    let body = crate::client::read_bounded(response, MAX_STATUS_BYTES)
+        .await?
+        .with_context(|| format!("{addr} answered a /status over {MAX_STATUS_BYTES} bytes"))?;
     if !status.is_success() {
         return Err(ApiFailure::from_body(status, &body).into());
     }

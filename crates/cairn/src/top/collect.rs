@@ -336,7 +336,7 @@ async fn get_json(
         .await
         .map_err(|e| (Reach::Unreachable, describe(&e, timeout)))?;
     let status = response.status();
-    let body = read_bounded(response)
+    let body = crate::client::read_bounded(response, MAX_ANSWER_BYTES)
         .await
         .map_err(|e| (Reach::Unreachable, describe(&e, timeout)))?
         .ok_or_else(|| {
@@ -368,25 +368,15 @@ async fn get_text(
     if response.status() != StatusCode::OK {
         return None;
     }
-    let body = read_bounded(response).await.ok()??;
+    let body = crate::client::read_bounded(response, MAX_ANSWER_BYTES)
+        .await
+        .ok()??;
     String::from_utf8(body).ok()
 }
 
 /// The most of one answer the dashboard reads (`/status`, `/nodes` and `/metrics` are a
 /// few KiB each): a node sending more is shown as an error, not held in memory.
 const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
-
-/// The body of `response`, or `None` when it is longer than [`MAX_ANSWER_BYTES`].
-async fn read_bounded(mut response: reqwest::Response) -> reqwest::Result<Option<Vec<u8>>> {
-    let mut body = Vec::new();
-    while let Some(piece) = response.chunk().await? {
-        if body.len() + piece.len() > MAX_ANSWER_BYTES {
-            return Ok(None);
-        }
-        body.extend_from_slice(&piece);
-    }
-    Ok(Some(body))
-}
 
 /// The tables of each database in `names` (the first [`MAX_TABLE_LISTS`]), read on the
 /// node at `base`; databases whose query fails are left out (their last list stays).
