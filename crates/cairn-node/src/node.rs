@@ -128,8 +128,13 @@ impl Node {
                 None => b,
             }
         };
-        let with_tls = |tls: &Option<rustls::ClientConfig>| match tls {
-            Some(tls) => builder().use_preconfigured_tls(tls.clone()),
+        // `alpn`: what the client offers in a TLS handshake; it must match how it speaks.
+        let with_tls = |tls: &Option<rustls::ClientConfig>, alpn: &[u8]| match tls {
+            Some(tls) => {
+                let mut tls = tls.clone();
+                tls.alpn_protocols = vec![alpn.to_vec()];
+                builder().use_preconfigured_tls(tls)
+            }
             None => builder(),
         };
         if cfg.raft_scheme == Scheme::Https && cfg.raft_tls_client.is_none() {
@@ -137,16 +142,35 @@ impl Node {
                 "node-to-node HTTPS needs the node's TLS client config".into(),
             ));
         }
-        // Two clients, two trust stores: peers' public APIs (the node CA and the HTTP CA),
-        // and peers' raft ports (the node CA alone).
-        let http = with_tls(&cfg.tls_client)
+        // Two trust stores: peers' public APIs (the node CA and the HTTP CA), and peers'
+        // raft ports (the node CA alone). The raft port is spoken to over one HTTP/2
+        // connection per peer for every RPC and forwarded request (pipelined replication
+        // needs both bodies to flow at once), and over HTTP/1.1 connections of their own for
+        // snapshots (`cairn_raft::Network`).
+        let http = with_tls(&cfg.tls_client, b"http/1.1")
+            .http1_only()
             .build()
             .map_err(|e| internal(&e))?;
-        let raft_http = with_tls(&cfg.raft_tls_client)
+        let raft_http = with_tls(&cfg.raft_tls_client, b"h2")
+            .http2_prior_knowledge()
+            .http2_adaptive_window(true)
+            // A peer that stops answering pings is dropped, and the next request
+            // reconnects, instead of waiting on a dead connection until its own timeout.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| internal(&e))?;
-        let network = Network::new(raft_http.clone(), cfg.cluster_secret.clone(), 0)
-            .with_scheme(cfg.raft_scheme);
+        let snapshot_http = with_tls(&cfg.raft_tls_client, b"http/1.1")
+            .http1_only()
+            .build()
+            .map_err(|e| internal(&e))?;
+        let network = Network::new(
+            raft_http.clone(),
+            snapshot_http,
+            cfg.cluster_secret.clone(),
+            0,
+        )
+        .with_scheme(cfg.raft_scheme);
         let config = cfg.raft.config().map_err(|e| internal(&e))?;
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
             .await

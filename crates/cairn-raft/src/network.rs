@@ -1,30 +1,91 @@
-//! Node-to-node RPC, client side: openraft's `RaftNetworkV2` over HTTP/1.1 to the peer's
-//! raft address, with postcard-encoded bodies, the cluster secret in a header and the Raft
-//! group id in the path (`/raft/{group}/{rpc}`). Snapshots are streamed from the file.
+//! Node-to-node RPC, client side: openraft's `RaftNetworkV2` over HTTP/2 to the peer's raft
+//! address, with postcard-encoded bodies, the cluster secret in a header and the Raft group
+//! id in the path (`/raft/{group}/{rpc}`).
+//!
+//! - One HTTP/2 connection per peer carries every RPC of every group, and the writes a
+//!   follower forwards: requests are streams on it, so a vote or a heartbeat never waits
+//!   behind another request.
+//! - Replication is pipelined ([`PeerClient::stream_append`]): one long-lived HTTP/2 stream
+//!   per follower, `AppendEntries` requests written into its body as they are produced, up to
+//!   [`PIPELINE_DEPTH`] of them unanswered, responses read back in order.
+//! - Snapshots are streamed from the file over a connection of their own (HTTP/1.1), so that
+//!   hundreds of megabytes queued in the socket do not delay the heartbeats.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt, TryStreamExt};
+
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 use crate::command::{NodeAddr, Scheme};
-use crate::{TypeConfig, SECRET_HEADER, SNAPSHOT_META_HEADER};
+use crate::{TypeConfig, MAX_RPC_BODY_BYTES, SECRET_HEADER, SNAPSHOT_META_HEADER};
 
 type C = TypeConfig;
 
 /// Bytes read from a snapshot file per chunk of the streamed body.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Most `AppendEntries` requests of one replication stream sent and not yet answered. openraft
+/// produces a request as soon as the leader's log has entries the previous requests did not
+/// carry, so with followers' fsyncs taking milliseconds several batches are on the way at once.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// Longest a replication stream waits for the answer to its oldest unanswered request before
+/// it fails (openraft then opens a new one). openraft's own per-request budget is the heartbeat
+/// interval (30 ms), less than one fsync of a busy disk takes: a stream that failed each time
+/// would resend everything it had in flight.
+pub const STREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often an idle replication stream sends an empty frame, so that the peer's timeout
+/// between request-body pieces (60 s on the raft port) only ends streams that are dead.
+pub const STREAM_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The framing of replication streams, both ways: each frame is an 8-byte big-endian length,
+/// then that many bytes of postcard; a frame of length 0 is a keepalive and carries nothing.
+/// Frames are bounded by [`MAX_RPC_BODY_BYTES`], the limit of a unary `AppendEntries`.
+pub fn stream_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(8)
+        .max_frame_length(MAX_RPC_BODY_BYTES)
+        .new_codec()
+}
+
+/// One frame of [`stream_codec`] holding `payload`.
+///
+/// # Errors
+/// When `payload` is longer than a frame may be.
+pub fn frame(payload: Vec<u8>) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(payload.len() + 8);
+    stream_codec().encode(Bytes::from(payload), &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// A stream of byte chunks cut into the frames of [`stream_codec`] (keepalives included,
+/// as empty frames). Ends with an error on a frame over the bound or a body cut mid-frame.
+pub fn frames<S, E>(body: S) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let reader = tokio_util::io::StreamReader::new(body.map_err(std::io::Error::other));
+    tokio_util::codec::FramedRead::new(reader, stream_codec()).map_ok(BytesMut::freeze)
+}
 
 /// Encodes a value for the wire (postcard).
 ///
@@ -46,6 +107,7 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, postcard::Error> {
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    snapshot_http: reqwest::Client,
     secret: String,
     group: u64,
     scheme: Scheme,
@@ -53,9 +115,20 @@ pub struct Network {
 
 impl Network {
     /// A network for group `group`, authenticating with `secret`, over plain HTTP.
-    pub fn new(http: reqwest::Client, secret: String, group: u64) -> Self {
+    ///
+    /// `http` carries every RPC but snapshots and must speak HTTP/2
+    /// (`http2_prior_knowledge`): [`PeerClient::stream_append`] needs a request body and a
+    /// response body that flow at the same time. `snapshot_http` carries snapshots, on
+    /// connections of its own (HTTP/1.1 is fine).
+    pub fn new(
+        http: reqwest::Client,
+        snapshot_http: reqwest::Client,
+        secret: String,
+        group: u64,
+    ) -> Self {
         Network {
             http,
+            snapshot_http,
             secret,
             group,
             scheme: Scheme::Http,
@@ -78,6 +151,112 @@ impl RaftNetworkFactory<C> for Network {
             base: format!("{}/raft/{}", self.scheme.url(&node.raft_addr), self.group),
             http: self.http.clone(),
             secret: self.secret.clone(),
+        }
+    }
+
+    async fn new_snapshot_client(&mut self, target: u64, node: &NodeAddr) -> PeerClient {
+        PeerClient {
+            http: self.snapshot_http.clone(),
+            ..self.new_client(target, node).await
+        }
+    }
+}
+
+/// Aborts a task when dropped: the writer of a replication stream ends with its reader.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes the requests of a replication stream into its body: one frame each, each holding a
+/// pipeline permit until its answer is read (so at most [`PIPELINE_DEPTH`] are unanswered);
+/// a keepalive frame after each [`STREAM_KEEPALIVE`] without a request. Ends when `input` ends, when the body is dropped,
+/// or on a request that cannot be encoded (the body then fails, and so does the stream).
+async fn write_requests<S>(
+    mut input: S,
+    mut body: futures::channel::mpsc::Sender<std::io::Result<Bytes>>,
+    permits: Arc<tokio::sync::Semaphore>,
+) where
+    S: futures::Stream<Item = AppendEntriesRequest<C>> + Unpin,
+{
+    loop {
+        let next = loop {
+            match tokio::time::timeout(STREAM_KEEPALIVE, input.next()).await {
+                Ok(next) => break next,
+                Err(_) => {
+                    if body.send(Ok(Bytes::from_static(&[0; 8]))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let Some(req) = next else {
+            return;
+        };
+        // Taken once the request exists, so that the reader counts as unanswered only
+        // requests that were sent.
+        let Ok(permit) = permits.acquire().await else {
+            return;
+        };
+        permit.forget();
+        let frame = encode(&req).map_err(std::io::Error::other).and_then(frame);
+        let failed = frame.is_err();
+        if body.send(frame).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The reading side of a replication stream.
+struct ReplyState {
+    replies: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    _writer: AbortOnDrop,
+}
+
+impl ReplyState {
+    /// The answer to the oldest unanswered request; `None` when the peer ended the stream
+    /// with none outstanding.
+    async fn next_reply(&mut self) -> Option<Result<StreamAppendResult<C>, RPCError<C>>> {
+        loop {
+            let outstanding = PIPELINE_DEPTH - self.permits.available_permits();
+            let next = if outstanding == 0 {
+                self.replies.next().await
+            } else {
+                match tokio::time::timeout(STREAM_RESPONSE_TIMEOUT, self.replies.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Some(Err(RPCError::Network(net_err(format!(
+                            "no answer within {STREAM_RESPONSE_TIMEOUT:?} to {outstanding} \
+                             pipelined AppendEntries"
+                        )))))
+                    }
+                }
+            };
+            let frame = match next {
+                None if outstanding == 0 => return None,
+                None => {
+                    return Some(Err(RPCError::Network(net_err(format!(
+                        "the peer ended the stream with {outstanding} AppendEntries unanswered"
+                    )))))
+                }
+                Some(Err(e)) => return Some(Err(RPCError::Network(net_err(e)))),
+                Some(Ok(frame)) => frame,
+            };
+            if frame.is_empty() {
+                continue;
+            }
+            self.permits.add_permits(1);
+            let reply: Result<StreamAppendResult<C>, String> = match decode(&frame) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(RPCError::Network(net_err(e)))),
+            };
+            // The peer's Raft has stopped: unreachable, so that openraft backs off (as
+            // `decode_reply` treats a remote fatal error).
+            return Some(reply.map_err(|e| RPCError::Unreachable(Unreachable::from_string(e))));
         }
     }
 }
@@ -149,6 +328,62 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         self.call("append", &rpc, option.hard_ttl()).await
+    }
+
+    /// Pipelined replication over one HTTP/2 stream (`POST /raft/{group}/stream-append`, the
+    /// server's `server.rs::stream_append`): a task writes each request openraft produces into
+    /// the request body as a frame ([`stream_codec`]) while up to [`PIPELINE_DEPTH`] are
+    /// unanswered; the follower answers each with a frame holding its
+    /// `Result<StreamAppendResult, String>` (an `Err` is the follower's Raft having stopped),
+    /// in request order, which is the order yielded here (openraft's contract). The stream
+    /// fails when the oldest unanswered request waits longer than
+    /// [`STREAM_RESPONSE_TIMEOUT`] or the connection breaks; dropping it ends the HTTP/2
+    /// stream and the writer task.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>>
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let (body_tx, body_rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(1);
+            let permits = Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH));
+            let writer = tokio::spawn(write_requests(input, body_tx, permits.clone()));
+            let writer = AbortOnDrop(writer);
+            let resp = self
+                .http
+                .post(format!("{}/stream-append", self.base))
+                .header(SECRET_HEADER, &self.secret)
+                .body(reqwest::Body::wrap_stream(body_rx))
+                .send();
+            let resp = tokio::time::timeout(option.soft_ttl().max(STREAM_RESPONSE_TIMEOUT), resp)
+                .await
+                .map_err(|_| RPCError::Network(net_err("no answer to opening the stream")))?
+                .map_err(send_err)?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(RPCError::Network(net_err(format!(
+                    "peer answered {status}: {text}"
+                ))));
+            }
+            let replies = Box::pin(frames(resp.bytes_stream()));
+            let state = ReplyState {
+                replies,
+                permits,
+                _writer: writer,
+            };
+            let out = futures::stream::unfold(Some(state), |state| async move {
+                let mut state = state?;
+                let item = state.next_reply().await?;
+                let go_on = matches!(&item, Ok(Ok(_)));
+                Some((item, go_on.then_some(state)))
+            });
+            let out: BoxStream<'s, _> = Box::pin(out);
+            Ok(out)
+        })
     }
 
     async fn vote(

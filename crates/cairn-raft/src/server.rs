@@ -11,8 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use openraft::errors::RaftError;
+use openraft::raft::{AppendEntriesRequest, StreamAppendError, StreamAppendResult};
 use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
 use openraft::Snapshot;
 use serde::Serialize;
@@ -112,13 +113,14 @@ pub async fn require_secret(
     next.run(req).await
 }
 
-/// The Raft RPC routes: `/raft/{group}/append`, `/vote`, `/pre-vote`, `/snapshot`,
-/// `/transfer-leader`.
+/// The Raft RPC routes: `/raft/{group}/append`, `/stream-append`, `/vote`, `/pre-vote`,
+/// `/snapshot`, `/transfer-leader`.
 /// Wrap the router with [`require_secret`]. Bodies are bounded by [`rpc_body_limit`], not
 /// axum's default of 2 MiB, which would refuse a batch holding one large entry, forever.
 pub fn raft_routes(svc: RaftService) -> Router {
     Router::new()
         .route("/raft/{group}/append", post(append))
+        .route("/raft/{group}/stream-append", post(stream_append))
         .route("/raft/{group}/vote", post(vote))
         .route("/raft/{group}/pre-vote", post(pre_vote))
         .route("/raft/{group}/snapshot", post(snapshot))
@@ -169,6 +171,61 @@ async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: By
         }
         Err(e) => bad(e),
     }
+}
+
+/// Pipelined replication (the client is `network.rs::PeerClient::stream_append`): the request
+/// body is a sequence of frames (`network::stream_codec`) each holding one `AppendEntries`
+/// request, fed to openraft's `Raft::stream_append` as they arrive; the response body holds
+/// one frame per request, in order, with `Result<StreamAppendResult, String>` (`Err`: this
+/// node's Raft stopped). Needs HTTP/2, where both bodies flow at once. The stream ends at the
+/// first request that does not decode, at the first refused append (a conflict or a higher
+/// vote, which openraft ends the stream with), or when the leader ends its body.
+async fn stream_append(
+    State(svc): State<RaftService>,
+    Path(group): Path<u64>,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_group(&svc, group) {
+        return *r;
+    }
+    tracing::debug!(group, "replication stream opened");
+    let requests = crate::network::frames(body.into_data_stream())
+        .take_while(|frame| {
+            if let Err(e) = frame {
+                tracing::debug!(error = %e, "replication stream cut");
+            }
+            std::future::ready(frame.is_ok())
+        })
+        .filter_map(|frame| {
+            std::future::ready(match frame {
+                Ok(f) if f.is_empty() => None,
+                Ok(f) => Some(decode::<AppendEntriesRequest<C>>(&f)),
+                Err(_) => None,
+            })
+        })
+        .take_while(|req| {
+            if let Err(e) = req {
+                tracing::warn!(error = %e, "undecodable AppendEntries in a replication stream");
+            }
+            std::future::ready(req.is_ok())
+        })
+        .filter_map(|req| std::future::ready(req.ok()));
+    let contact = svc.contact.clone();
+    let replies = svc.raft.stream_append(requests).map(move |res| {
+        let reply: Result<StreamAppendResult<C>, String> = match res {
+            Ok(r) => {
+                if !matches!(r, Err(StreamAppendError::HigherVote(_))) {
+                    contact.touch();
+                }
+                Ok(r)
+            }
+            Err(fatal) => Err(fatal.to_string()),
+        };
+        encode(&reply)
+            .map_err(std::io::Error::other)
+            .and_then(crate::network::frame)
+    });
+    Response::new(Body::from_stream(replies))
 }
 
 async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {

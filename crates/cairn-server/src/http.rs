@@ -1,17 +1,20 @@
-//! Serving a router over HTTP/1.1 with the bounds `axum::serve` does not offer: a header
-//! read timeout (which also closes idle keep-alive connections), a timeout between request
-//! body frames, and a cap on open connections. Without them, half-open or trickling
+//! Serving a router over HTTP/1.1 (and, on the raft port, HTTP/2) with the bounds
+//! `axum::serve` does not offer: a header read timeout (which also closes idle keep-alive
+//! connections; an HTTP/2 connection is closed after as long without a new request), a
+//! timeout between request body frames, and a cap on open connections. Without them, half-open or trickling
 //! connections stay open forever and pile up. Either listener may speak TLS
 //! ([`serve_router_tls`]), under the same bounds.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use cairn_tls::ServerTls;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -31,6 +34,9 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight before dropping them.
     pub drain_timeout: Duration,
+    /// Whether HTTP/2 is spoken too (told from HTTP/1.1 by the connection preface, with or
+    /// without TLS): on the raft port, where peers multiplex every RPC over one connection.
+    pub http2: bool,
 }
 
 /// Longest a TLS handshake may take, whatever the header timeout: a loopback or LAN
@@ -46,6 +52,7 @@ pub const PUBLIC_LIMITS: ServeLimits = ServeLimits {
     body_idle_timeout: Duration::from_secs(30),
     max_connections: 2048,
     drain_timeout: Duration::from_secs(10),
+    http2: false,
 };
 
 /// For node-to-node RPC: longer than the nodes' own client keeps an idle pooled connection
@@ -57,6 +64,7 @@ pub const RAFT_LIMITS: ServeLimits = ServeLimits {
     body_idle_timeout: Duration::from_secs(60),
     max_connections: 512,
     drain_timeout: Duration::from_secs(10),
+    http2: true,
 };
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests
@@ -165,9 +173,86 @@ pub async fn serve_router_tls(
     }
 }
 
-/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends, or, once `stop` turns
-/// true, until its request in flight is answered.
+/// Serves HTTP/1.1 (and HTTP/2 when `limits.http2`) on one connection (plain or TLS) until
+/// it ends, or, once `stop` turns true, until its requests in flight are answered.
 async fn serve_connection<I>(
+    io: I,
+    svc: TowerToHyperService<Router>,
+    limits: ServeLimits,
+    stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if limits.http2 {
+        serve_auto(io, svc, limits, stop).await;
+    } else {
+        serve_http1(io, svc, limits, stop).await;
+    }
+}
+
+/// HTTP/1.1 or HTTP/2, told apart by the connection's first bytes. hyper's HTTP/2 server has
+/// no header timeout, and a peer's connection lives for many requests, so a connection that
+/// started no request for `limits.header_read_timeout` is closed here (gracefully: a GOAWAY,
+/// streams in flight finish). Pings every 10 s drop a peer that stopped answering.
+async fn serve_auto<I>(
+    io: I,
+    svc: TowerToHyperService<Router>,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let opened = Instant::now();
+    let last_request_ms = Arc::new(AtomicU64::new(0));
+    let seen = last_request_ms.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        seen.store(ms, Ordering::Relaxed);
+        hyper::service::Service::call(&svc, req)
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut idle_check = tokio::time::interval(limits.header_read_timeout / 4);
+    let idle_for = |now: Duration| {
+        now.saturating_sub(Duration::from_millis(
+            last_request_ms.load(Ordering::Relaxed),
+        ))
+    };
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            // The guard `wait_for` returns is not Send: drop it inside.
+            () = async { drop(stop.wait_for(|s| *s).await) } => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            _ = idle_check.tick() => {
+                if idle_for(opened.elapsed()) >= limits.header_read_timeout {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// HTTP/1.1 only.
+async fn serve_http1<I>(
     io: I,
     svc: TowerToHyperService<Router>,
     limits: ServeLimits,

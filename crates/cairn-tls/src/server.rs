@@ -54,11 +54,13 @@ impl ServerTls {
             tls.cert.clone(),
             tls.key.clone(),
             client_ca,
+            &[b"http/1.1"],
         )
     }
 
     /// The raft port's config: the node certificate and key, and a client certificate
-    /// signed by the node CA required from every peer.
+    /// signed by the node CA required from every peer. It offers HTTP/2 (peers' RPCs) and
+    /// HTTP/1.1 (their snapshot transfers).
     ///
     /// # Errors
     /// The file errors of [`TlsError`] when a file does not load now.
@@ -68,6 +70,7 @@ impl ServerTls {
             tls.cert.clone(),
             tls.key.clone(),
             Some(tls.ca.clone()),
+            &[b"h2", b"http/1.1"],
         )
     }
 
@@ -76,11 +79,12 @@ impl ServerTls {
         cert: PathBuf,
         key: PathBuf,
         client_ca: Option<PathBuf>,
+        alpn: &'static [&'static [u8]],
     ) -> Result<ServerTls, TlsError> {
         let mut watched = vec![cert.clone(), key.clone()];
         watched.extend(client_ca.clone());
         let config = Reloading::new(what, watched, move || {
-            build(&cert, &key, client_ca.as_deref())
+            build(&cert, &key, client_ca.as_deref(), alpn)
         })?;
         Ok(ServerTls { config })
     }
@@ -107,6 +111,7 @@ fn build(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
+    alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
     let certified = files::certified_key(cert, key, &provider)?;
@@ -126,7 +131,8 @@ fn build(
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    // Both ports speak HTTP/1.1 only (hyper's http1 server).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The public port speaks HTTP/1.1 only; the raft port HTTP/2 too (`cairn-server`'s
+    // `ServeLimits::http2`).
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use cairn_testkit::{
     assert_replicas_identical, Cluster, ClusterOptions, ServeLimits, TestCluster, PUBLIC_LIMITS,
+    RAFT_LIMITS,
 };
 use serde_json::json;
 
@@ -16,13 +17,17 @@ use serde_json::json;
 /// and serves others meanwhile.
 #[test]
 fn half_open_connections_are_closed() {
-    let short = |header_s| ServeLimits {
+    let short = |header_s, base: ServeLimits| ServeLimits {
         header_read_timeout: Duration::from_secs(header_s),
         body_idle_timeout: Duration::from_secs(header_s),
-        ..PUBLIC_LIMITS
+        ..base
     };
-    let c = TestCluster::start_with_limits(ClusterOptions::default(), short(2), short(5))
-        .expect("a 3-node cluster starts");
+    let c = TestCluster::start_with_limits(
+        ClusterOptions::default(),
+        short(2, PUBLIC_LIMITS),
+        short(5, RAFT_LIMITS),
+    )
+    .expect("a 3-node cluster starts");
     let leader = c.leader().expect("a leader");
     let mut socks = Vec::new();
     for port in [c.http_addr(leader), c.raft_addr(leader)] {
@@ -32,6 +37,14 @@ fn half_open_connections_are_closed() {
                 .expect("a partial header");
             socks.push(s);
         }
+    }
+    // The raft port speaks HTTP/2 too: connections that open it (the preface and an empty
+    // SETTINGS frame) and then start no request are closed as well.
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(c.raft_addr(leader)).expect("connect");
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .expect("an HTTP/2 preface");
+        socks.push(s);
     }
     // The node still serves while they hang.
     c.execute_ok(leader, &json!(["CREATE TABLE t (x)"]))
