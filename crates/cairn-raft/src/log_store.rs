@@ -429,8 +429,9 @@ impl LogClosed {
 
 /// The flusher thread of a file: one durable commit for every batch of queued callbacks,
 /// of whichever groups, which also records each open group's newest committed log id and,
-/// for each group with an append in the batch, the flush sequence number. Ends when every
-/// `LogFile` clone and every store of the file are dropped.
+/// for each group with an append in the batch (and still open), the flush sequence number
+/// (counted from 1 each time the file is opened). Ends when every `LogFile` clone and every
+/// store of the file are dropped, after the callbacks already queued.
 fn flusher(db: Arc<Database>, groups: &Groups, rx: mpsc::Receiver<Flush>) {
     let mut seq: u64 = 0;
     while let Ok(first) = rx.recv() {
