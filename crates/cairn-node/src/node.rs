@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftService};
 use cairn_raft::{
-    Command, LogClosed, LogStore, Network, NodeAddr, Raft, Response, Scheme, StateMachine,
+    Command, LogClosed, LogFile, Network, NodeAddr, Raft, Response, Scheme, StateMachine,
 };
 use cairn_sql::{Statement, StatementResult, Store};
 use openraft::async_runtime::WatchReceiver;
@@ -106,9 +106,11 @@ impl Node {
             }
         }
         let store = Arc::new(Store::open(&cfg.data_dir.join("sm")).map_err(|e| internal(&e))?);
-        let log = LogStore::open(&cfg.data_dir.join("raft").join("log.redb"), 0)
-            .map_err(|e| internal(&e))?;
-        let log_closed = log.closed_watch();
+        // One log file per node; this node runs group 0 only, so far.
+        let log_file =
+            LogFile::open(&cfg.data_dir.join("raft").join("log.redb")).map_err(|e| internal(&e))?;
+        let log = log_file.group(0).map_err(|e| internal(&e))?;
+        let log_closed = log_file.closed_watch();
         let telemetry = crate::NodeMetrics::new();
         let observed = telemetry.clone();
         let sm = StateMachine::open(store.clone(), &cfg.data_dir.join("snapshots"))

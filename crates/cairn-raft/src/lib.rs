@@ -1,5 +1,6 @@
-//! Cairn's Raft integration: the openraft type configuration, the redb [`LogStore`], the
-//! SQLite [`StateMachine`], and node-to-node RPC ([`Network`] client, [`server`] routes).
+//! Cairn's Raft integration: the openraft type configuration, the redb [`LogFile`] with one
+//! [`LogStore`] per group, the SQLite [`StateMachine`], and node-to-node RPC ([`Network`]
+//! client, [`server`] routes).
 
 mod command;
 mod log_store;
@@ -8,7 +9,7 @@ pub mod server;
 mod state_machine;
 
 pub use command::{Command, CommandError, NodeAddr, Response, Scheme};
-pub use log_store::{LogClosed, LogStore};
+pub use log_store::{LogClosed, LogFile, LogStore};
 pub use network::{decode, encode, Network};
 pub use state_machine::{SnapshotEvent, SnapshotObserver, StateMachine};
 
