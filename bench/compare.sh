@@ -52,8 +52,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-cargo build --release -q -p cairn --features etcd-grpc
-CAIRN=target/release/cairn
+# CAIRN=path/to/cairn measures that binary instead (built with --features etcd-grpc), e.g.
+# an older commit's, for a before/after pair of runs on the same machine.
+if [ -z "${CAIRN:-}" ]; then
+  cargo build --release -q -p cairn --features etcd-grpc
+  CAIRN=target/release/cairn
+fi
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=target/compare-$STAMP.jsonl
 : >"$OUT"
