@@ -24,6 +24,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use cairn_raft::server::Stopping;
 pub use cairn_raft::{NodeAddr, RaftSettings, Scheme, SECRET_HEADER};
 pub use error::{CommandError, NodeError};
 pub use metrics::{NodeMetrics, OpKind, RaftGauges, METRICS_CONTENT_TYPE};

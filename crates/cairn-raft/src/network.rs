@@ -46,8 +46,8 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// carry, so with followers' fsyncs taking milliseconds several batches are on the way at once.
 pub const PIPELINE_DEPTH: usize = 16;
 
-/// Longest a replication stream waits for the answer to its oldest unanswered request before
-/// it fails (openraft then opens a new one). openraft's own per-request budget is the heartbeat
+/// How long a replication stream waits for an answer before it fails (openraft then opens a
+/// new one): a request is given one to two of these (`ReplyState::next_reply`). openraft's own per-request budget is the heartbeat
 /// interval (30 ms), less than one fsync of a busy disk takes: a stream that failed each time
 /// would resend everything it had in flight.
 pub const STREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -214,28 +214,43 @@ async fn write_requests<S>(
 struct ReplyState {
     replies: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Requests answered so far.
+    answered: u64,
+    /// How many requests had been sent when the last [`STREAM_RESPONSE_TIMEOUT`] passed
+    /// without an answer.
+    sent_at_last_quiet: u64,
     _writer: AbortOnDrop,
 }
 
 impl ReplyState {
+    /// Requests sent and not answered (each holds a permit).
+    fn outstanding(&self) -> usize {
+        PIPELINE_DEPTH - self.permits.available_permits()
+    }
+
     /// The answer to the oldest unanswered request; `None` when the peer ended the stream
-    /// with none outstanding.
+    /// with none outstanding. Fails when a request that was already sent when one
+    /// [`STREAM_RESPONSE_TIMEOUT`] began passing quietly is still unanswered when the next
+    /// one passes: within two timeouts of being sent, whether or not the stream was idle
+    /// before it.
     async fn next_reply(&mut self) -> Option<Result<StreamAppendResult<C>, RPCError<C>>> {
         loop {
-            let outstanding = PIPELINE_DEPTH - self.permits.available_permits();
-            let next = if outstanding == 0 {
-                self.replies.next().await
-            } else {
+            let next =
                 match tokio::time::timeout(STREAM_RESPONSE_TIMEOUT, self.replies.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        return Some(Err(RPCError::Network(net_err(format!(
-                            "no answer within {STREAM_RESPONSE_TIMEOUT:?} to {outstanding} \
+                        if self.answered < self.sent_at_last_quiet {
+                            let outstanding = self.outstanding();
+                            return Some(Err(RPCError::Network(net_err(format!(
+                                "no answer within {STREAM_RESPONSE_TIMEOUT:?} to {outstanding} \
                              pipelined AppendEntries"
-                        )))))
+                            )))));
+                        }
+                        self.sent_at_last_quiet = self.answered + self.outstanding() as u64;
+                        continue;
                     }
-                }
-            };
+                };
+            let outstanding = self.outstanding();
             let frame = match next {
                 None if outstanding == 0 => return None,
                 None => {
@@ -250,6 +265,7 @@ impl ReplyState {
                 continue;
             }
             self.permits.add_permits(1);
+            self.answered += 1;
             let reply: Result<StreamAppendResult<C>, String> = match decode(&frame) {
                 Ok(r) => r,
                 Err(e) => return Some(Err(RPCError::Network(net_err(e)))),
@@ -336,8 +352,8 @@ impl RaftNetworkV2<C> for PeerClient {
     /// unanswered; the follower answers each with a frame holding its
     /// `Result<StreamAppendResult, String>` (an `Err` is the follower's Raft having stopped),
     /// in request order, which is the order yielded here (openraft's contract). The stream
-    /// fails when the oldest unanswered request waits longer than
-    /// [`STREAM_RESPONSE_TIMEOUT`] or the connection breaks; dropping it ends the HTTP/2
+    /// fails when a request stays unanswered for two [`STREAM_RESPONSE_TIMEOUT`]s at most
+    /// (`ReplyState::next_reply`) or the connection breaks; dropping it ends the HTTP/2
     /// stream and the writer task.
     fn stream_append<'s, S>(
         &'s mut self,
@@ -373,6 +389,8 @@ impl RaftNetworkV2<C> for PeerClient {
             let state = ReplyState {
                 replies,
                 permits,
+                answered: 0,
+                sent_at_last_quiet: 0,
                 _writer: writer,
             };
             let out = futures::stream::unfold(Some(state), |state| async move {
@@ -445,5 +463,161 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
         self.call("transfer-leader", &req, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The replication stream's client against a fake follower on a real socket, served over
+    //! HTTP/2 as the raft port serves it.
+
+    use std::time::Instant;
+
+    use axum::body::Body;
+    use axum::routing::post;
+    use axum::Router;
+    use openraft::testing::log_id;
+    use openraft::type_config::alias::VoteOf;
+
+    use super::*;
+
+    /// How the fake follower answers the requests of one stream.
+    #[derive(Clone, Copy)]
+    enum Follower {
+        /// Holds every answer until `n` requests have arrived, then answers each with its
+        /// `prev_log_id`, in order.
+        AnswerAfter(usize),
+        /// Reads the requests and never answers.
+        Silent,
+    }
+
+    async fn serve(follower: Follower) -> (String, tokio::task::JoinHandle<()>) {
+        let app = Router::new().route(
+            "/raft/0/stream-append",
+            post(move |body: Body| async move {
+                let (tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(64);
+                tokio::spawn(async move {
+                    let mut tx = tx;
+                    let mut requests = Box::pin(frames(body.into_data_stream()));
+                    let mut held = Vec::new();
+                    while let Some(Ok(f)) = requests.next().await {
+                        if f.is_empty() {
+                            continue;
+                        }
+                        let req: AppendEntriesRequest<C> = decode(&f).expect("a request");
+                        held.push(req.prev_log_id);
+                        let Follower::AnswerAfter(n) = follower else {
+                            continue;
+                        };
+                        if held.len() >= n {
+                            for prev in held.drain(..) {
+                                let reply: Result<StreamAppendResult<C>, String> = Ok(Ok(prev));
+                                let f = frame(encode(&reply).expect("encode"));
+                                if tx.send(f).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+                axum::response::Response::new(Body::from_stream(rx))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        (format!("http://{addr}/raft/0"), server)
+    }
+
+    fn client(base: String) -> PeerClient {
+        PeerClient {
+            base,
+            http: reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            secret: "s".into(),
+        }
+    }
+
+    fn request(prev_index: u64) -> AppendEntriesRequest<C> {
+        AppendEntriesRequest {
+            vote: VoteOf::<C>::new_committed(1, 1),
+            prev_log_id: Some(log_id::<C>(1, 1, prev_index)),
+            leader_commit: None,
+            entries: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_pipelined_and_answered_in_order() {
+        let (base, server) = serve(Follower::AnswerAfter(3)).await;
+        let mut peer = client(base);
+        let input = futures::stream::iter([request(1), request(2), request(3)]);
+        let out = peer
+            .stream_append(input, RPCOption::new(Duration::from_millis(30)))
+            .await
+            .expect("the stream opens");
+        // A client that waited for each answer before sending the next would wait forever:
+        // the follower answers nothing before it holds three requests.
+        let answers: Vec<_> = tokio::time::timeout(Duration::from_secs(10), out.collect())
+            .await
+            .expect("three answers within 10 s");
+        let answered: Vec<u64> = answers
+            .into_iter()
+            .map(|a| {
+                a.expect("no RPC error")
+                    .expect("accepted")
+                    .expect("a log id")
+                    .index
+            })
+            .collect();
+        assert_eq!(answered, vec![1, 2, 3]);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_stops_answering_fails_the_stream() {
+        let (base, server) = serve(Follower::Silent).await;
+        let mut peer = client(base);
+        // The request is sent, then the input stays open (as openraft's does between writes).
+        let input = futures::stream::iter([request(1)]).chain(futures::stream::pending());
+        let began = Instant::now();
+        let mut out = peer
+            .stream_append(Box::pin(input), RPCOption::new(Duration::from_millis(30)))
+            .await
+            .expect("the stream opens");
+        let first = tokio::time::timeout(Duration::from_secs(10), out.next())
+            .await
+            .expect("an outcome within 10 s")
+            .expect("an item, not the end");
+        assert!(
+            matches!(first, Err(RPCError::Network(_))),
+            "a network error, got {first:?}"
+        );
+        // Not before a request had one whole timeout to be answered.
+        let took = began.elapsed();
+        assert!(
+            took >= STREAM_RESPONSE_TIMEOUT,
+            "failed after only {took:?}"
+        );
+        server.abort();
     }
 }

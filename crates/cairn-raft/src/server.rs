@@ -173,6 +173,14 @@ async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: By
     }
 }
 
+/// Given to the raft router's requests as an `axum::Extension` by whoever serves it
+/// (`cairn-server`): cancelled when the node begins to stop. A replication stream lasts as
+/// long as its leader keeps it open, so without this a stopping node's listener would wait
+/// its whole drain timeout for the streams to end; with it they end at once (the leader sees
+/// the stream end and opens a new one, which the closed listener refuses).
+#[derive(Debug, Clone, Default)]
+pub struct Stopping(pub tokio_util::sync::CancellationToken);
+
 /// Pipelined replication (the client is `network.rs::PeerClient::stream_append`): the request
 /// body is a sequence of frames (`network::stream_codec`) each holding one `AppendEntries`
 /// request, fed to openraft's `Raft::stream_append` as they arrive; the response body holds
@@ -183,13 +191,16 @@ async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: By
 async fn stream_append(
     State(svc): State<RaftService>,
     Path(group): Path<u64>,
+    stopping: Option<axum::Extension<Stopping>>,
     body: Body,
 ) -> Response {
     if let Err(r) = check_group(&svc, group) {
         return *r;
     }
     tracing::debug!(group, "replication stream opened");
+    let stopping = stopping.map(|s| s.0 .0).unwrap_or_default();
     let requests = crate::network::frames(body.into_data_stream())
+        .take_until(stopping.clone().cancelled_owned())
         .take_while(|frame| {
             if let Err(e) = frame {
                 tracing::debug!(error = %e, "replication stream cut");
@@ -225,7 +236,9 @@ async fn stream_append(
             .map_err(std::io::Error::other)
             .and_then(crate::network::frame)
     });
-    Response::new(Body::from_stream(replies))
+    Response::new(Body::from_stream(
+        replies.take_until(stopping.cancelled_owned()),
+    ))
 }
 
 async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {

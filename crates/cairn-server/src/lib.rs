@@ -471,7 +471,8 @@ async fn run(
 ) -> Result<(), ServeError> {
     let internal = tokio::spawn(http::serve_router_tls(
         listeners.raft,
-        node.internal_router(),
+        node.internal_router()
+            .layer(axum::Extension(cairn_node::Stopping(stop.clone()))),
         raft_limits,
         tls.node_server,
         stop.clone().cancelled_owned(),

@@ -70,7 +70,15 @@ fn a_stopped_node_restarts_on_its_data_directory_and_catches_up() {
     )
     .expect("writes");
     let f = c.followers().expect("followers")[0];
+    // The leader keeps a replication stream open to it; stopping ends that stream at once
+    // (`cairn_node::Stopping`) instead of waiting out the raft port's drain timeout.
+    let stopping = std::time::Instant::now();
     c.stop(f).expect("stop a follower");
+    assert!(
+        stopping.elapsed() < cairn_server::RAFT_LIMITS.drain_timeout,
+        "stopping took {:?}: the drain waited for the replication stream",
+        stopping.elapsed()
+    );
     c.execute_ok(leader, &json!(["INSERT INTO t VALUES ('b')"]))
         .expect("a write while it is stopped");
     c.restart(f).expect("restart it");
