@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftService};
+use cairn_raft::server::{raft_routes, require_secret, LeaderContact, RaftGroups, RaftService};
 use cairn_raft::{
     Command, LogClosed, LogFile, Network, NodeAddr, Raft, Response, Scheme, StateMachine,
 };
@@ -48,6 +48,8 @@ pub struct Node {
     pub(crate) contact: Arc<LeaderContact>,
     pub(crate) queue: Queue,
     pub(crate) started: Instant,
+    /// The Raft groups served on the raft port (`internal_router`): group 0, `raft`, only.
+    pub(crate) groups: RaftGroups,
     /// Counters and histograms of `/metrics`.
     pub(crate) telemetry: crate::NodeMetrics,
     /// Reports when the Raft log's file has been let go of, after shutdown.
@@ -177,6 +179,18 @@ impl Node {
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| internal(&e))?;
+        let started = Instant::now();
+        let contact = Arc::new(LeaderContact::default());
+        let groups = RaftGroups::new();
+        groups
+            .insert(RaftService {
+                raft: raft.clone(),
+                group: 0,
+                spool_dir: Arc::new(cfg.data_dir.join("spool")),
+                contact: contact.clone(),
+                votes_from: started + Duration::from_millis(raft.config().election_timeout_max),
+            })
+            .map_err(|e| internal(&e))?;
         let node = Arc::new(Node {
             id: cfg.id,
             addr: NodeAddr {
@@ -191,9 +205,10 @@ impl Node {
             raft_http,
             secret: cfg.cluster_secret.clone(),
             data_dir: cfg.data_dir.clone(),
-            contact: Arc::new(LeaderContact::default()),
+            contact,
             queue: Queue::new(),
-            started: Instant::now(),
+            started,
+            groups,
             telemetry,
             log_closed,
         });
@@ -205,17 +220,12 @@ impl Node {
     /// The routes served on the raft address: Raft's RPCs and the internal node RPC, all
     /// behind the cluster-secret check.
     pub fn internal_router(self: &Arc<Self>) -> Router {
-        let svc = RaftService {
-            raft: self.raft.clone(),
-            group: 0,
-            spool_dir: Arc::new(self.data_dir.join("spool")),
-            contact: self.contact.clone(),
-            votes_from: self.started
-                + Duration::from_millis(self.raft.config().election_timeout_max),
-        };
-        raft_routes(svc).merge(rpc::routes(self.clone())).layer(
-            axum::middleware::from_fn_with_state(Arc::new(self.secret.clone()), require_secret),
-        )
+        raft_routes(self.groups.clone())
+            .merge(rpc::routes(self.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(self.secret.clone()),
+                require_secret,
+            ))
     }
 
     /// Stops Raft (for a clean shutdown), then waits up to [`LOG_CLOSE_TIMEOUT`] for its

@@ -1,8 +1,10 @@
 //! Node-to-node RPC, server side: the axum routes that feed peers' requests into the local
-//! Raft, and the middleware that rejects any request without the cluster secret.
+//! Raft groups ([`RaftGroups`]), and the middleware that rejects any request without the
+//! cluster secret.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -30,7 +32,7 @@ type C = TypeConfig;
 pub struct RaftService {
     /// The group's Raft.
     pub raft: Raft,
-    /// The group id this node serves (only group 0 today).
+    /// The group's id: the `{group}` of the paths it is served on.
     pub group: u64,
     /// Where received snapshots are spooled before they are installed.
     pub spool_dir: Arc<std::path::PathBuf>,
@@ -44,6 +46,79 @@ pub struct RaftService {
     /// (`cairn-node/src/reads.rs::read_index_option`). Refusing for one lease after the
     /// start is what the lost lease would have done at most.
     pub votes_from: std::time::Instant,
+}
+
+/// The Raft groups a node serves on its raft port: group id -> [`RaftService`]. Cheap to
+/// clone (one shared map); [`raft_routes`] serves whatever is registered when a request
+/// arrives, so groups added or removed after the router was built are served or refused
+/// from then on.
+///
+/// std `RwLock`, not tokio's: it is held only to clone a service out or to change the map,
+/// never across an await.
+#[derive(Clone, Default)]
+pub struct RaftGroups {
+    inner: Arc<RwLock<HashMap<u64, RaftService>>>,
+}
+
+/// [`RaftGroups::insert`] of a group that is already registered.
+#[derive(Debug, thiserror::Error)]
+#[error("raft group {0} is already registered on this node")]
+pub struct GroupExists(pub u64);
+
+impl RaftGroups {
+    /// An empty registry.
+    pub fn new() -> RaftGroups {
+        RaftGroups::default()
+    }
+
+    /// Registers `svc` under `svc.group`; its RPCs are served from now on.
+    ///
+    /// # Errors
+    /// [`GroupExists`] when a service is already registered for that group (it stays, `svc`
+    /// is dropped): remove it first to replace it.
+    pub fn insert(&self, svc: RaftService) -> Result<(), GroupExists> {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match map.entry(svc.group) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(GroupExists(svc.group)),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(svc);
+                Ok(())
+            }
+        }
+    }
+
+    /// Unregisters `group`: requests for it get 404 from now on (those already running
+    /// finish with the service they cloned). Returns the service, `None` when the group
+    /// was not registered. Does not stop its Raft.
+    pub fn remove(&self, group: u64) -> Option<RaftService> {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group)
+    }
+
+    /// The service of `group` (a clone: handles, not a copy of the group), `None` when it is
+    /// not registered.
+    pub fn get(&self, group: u64) -> Option<RaftService> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    /// The registered group ids, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
 }
 
 /// Refuses a vote or pre-vote request while `svc.votes_from` is ahead (see there). The
@@ -113,11 +188,15 @@ pub async fn require_secret(
     next.run(req).await
 }
 
-/// The Raft RPC routes: `/raft/{group}/append`, `/stream-append`, `/vote`, `/pre-vote`,
-/// `/snapshot`, `/transfer-leader`.
+/// The Raft RPC routes of every group in `groups`: `/raft/{group}/append`,
+/// `/stream-append`, `/vote`, `/pre-vote`, `/snapshot`, `/transfer-leader`, where `{group}`
+/// is a group id (`u64`). The group is looked up when each request arrives: one registered
+/// after the router was built is served; a group that is not registered gets 404
+/// `no raft group {group} on this node` and nothing reaches any Raft (a non-numeric
+/// `{group}` gets axum's 400). All groups share the router, hence one connection per peer.
 /// Wrap the router with [`require_secret`]. Bodies are bounded by [`rpc_body_limit`], not
 /// axum's default of 2 MiB, which would refuse a batch holding one large entry, forever.
-pub fn raft_routes(svc: RaftService) -> Router {
+pub fn raft_routes(groups: RaftGroups) -> Router {
     Router::new()
         .route("/raft/{group}/append", post(append))
         .route("/raft/{group}/stream-append", post(stream_append))
@@ -126,7 +205,7 @@ pub fn raft_routes(svc: RaftService) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
         .layer(rpc_body_limit())
-        .with_state(svc)
+        .with_state(groups)
 }
 
 /// The body limit of every buffered node-to-node RPC: [`MAX_RPC_BODY_BYTES`], enough for a
@@ -147,19 +226,19 @@ fn bad(msg: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, msg.to_string()).into_response()
 }
 
-fn check_group(svc: &RaftService, group: u64) -> Result<(), Box<Response>> {
-    if group == svc.group {
-        Ok(())
-    } else {
+/// The service of the path's `group`, or the 404 to answer.
+fn lookup(groups: &RaftGroups, group: u64) -> Result<RaftService, Box<Response>> {
+    groups.get(group).ok_or_else(|| {
         let msg = format!("no raft group {group} on this node");
-        Err(Box::new((StatusCode::NOT_FOUND, msg).into_response()))
-    }
+        Box::new((StatusCode::NOT_FOUND, msg).into_response())
+    })
 }
 
-async fn append(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
-    if let Err(r) = check_group(&svc, group) {
-        return *r;
-    }
+async fn append(State(groups): State<RaftGroups>, Path(group): Path<u64>, body: Bytes) -> Response {
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
     match decode(&body) {
         Ok(req) => {
             let res = svc.raft.append_entries(req).await;
@@ -189,14 +268,15 @@ pub struct Stopping(pub tokio_util::sync::CancellationToken);
 /// first request that does not decode, at the first refused append (a conflict or a higher
 /// vote, which openraft ends the stream with), or when the leader ends its body.
 async fn stream_append(
-    State(svc): State<RaftService>,
+    State(groups): State<RaftGroups>,
     Path(group): Path<u64>,
     stopping: Option<axum::Extension<Stopping>>,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_group(&svc, group) {
-        return *r;
-    }
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
     tracing::debug!(group, "replication stream opened");
     let stopping = stopping.map(|s| s.0 .0).unwrap_or_default();
     let requests = crate::network::frames(body.into_data_stream())
@@ -241,8 +321,12 @@ async fn stream_append(
     ))
 }
 
-async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
-    if let Err(r) = check_group(&svc, group).and_then(|()| check_votes_allowed(&svc)) {
+async fn vote(State(groups): State<RaftGroups>, Path(group): Path<u64>, body: Bytes) -> Response {
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
+    if let Err(r) = check_votes_allowed(&svc) {
         return *r;
     }
     match decode(&body) {
@@ -253,8 +337,16 @@ async fn vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Byte
 
 /// Pre-Vote: whether this node would grant the vote, answered without persisting anything
 /// (openraft's `Raft::pre_vote`; it refuses while this node's leader lease holds).
-async fn pre_vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: Bytes) -> Response {
-    if let Err(r) = check_group(&svc, group).and_then(|()| check_votes_allowed(&svc)) {
+async fn pre_vote(
+    State(groups): State<RaftGroups>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
+    if let Err(r) = check_votes_allowed(&svc) {
         return *r;
     }
     match decode(&body) {
@@ -264,13 +356,14 @@ async fn pre_vote(State(svc): State<RaftService>, Path(group): Path<u64>, body: 
 }
 
 async fn transfer_leader(
-    State(svc): State<RaftService>,
+    State(groups): State<RaftGroups>,
     Path(group): Path<u64>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_group(&svc, group) {
-        return *r;
-    }
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
     match decode(&body) {
         Ok(req) => {
             let res: Result<_, RaftError<C>> = svc
@@ -289,14 +382,15 @@ static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Receives a streamed snapshot: the metadata travels in a header, the archive in the body,
 /// spooled to a file and handed to Raft without being held in memory.
 async fn snapshot(
-    State(svc): State<RaftService>,
+    State(groups): State<RaftGroups>,
     Path(group): Path<u64>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_group(&svc, group) {
-        return *r;
-    }
+    let svc = match lookup(&groups, group) {
+        Ok(svc) => svc,
+        Err(r) => return *r,
+    };
     let Some(meta) = headers
         .get(SNAPSHOT_META_HEADER)
         .and_then(|v| v.to_str().ok())
