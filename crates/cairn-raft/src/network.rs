@@ -171,7 +171,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Writes the requests of a replication stream into its body: one frame each, each holding a
+/// Writes the requests of a replication stream into its body (`first` is told when the
+/// first request exists, which opens the HTTP/2 stream): one frame each, each holding a
 /// pipeline permit until its answer is read (so at most [`PIPELINE_DEPTH`] are unanswered);
 /// a keepalive frame after each [`STREAM_KEEPALIVE`] without a request. Ends when `input` ends, when the body is dropped,
 /// or on a request that cannot be encoded (the body then fails, and so does the stream).
@@ -179,9 +180,11 @@ async fn write_requests<S>(
     mut input: S,
     mut body: futures::channel::mpsc::Sender<std::io::Result<Bytes>>,
     permits: Arc<tokio::sync::Semaphore>,
+    first: tokio::sync::oneshot::Sender<()>,
 ) where
     S: futures::Stream<Item = AppendEntriesRequest<C>> + Unpin,
 {
+    let mut first = Some(first);
     loop {
         let next = loop {
             match tokio::time::timeout(STREAM_KEEPALIVE, input.next()).await {
@@ -196,6 +199,9 @@ async fn write_requests<S>(
         let Some(req) = next else {
             return;
         };
+        if let Some(first) = first.take() {
+            let _ = first.send(());
+        }
         // Taken once the request exists, so that the reader counts as unanswered only
         // requests that were sent.
         let Ok(permit) = permits.acquire().await else {
@@ -210,9 +216,23 @@ async fn write_requests<S>(
     }
 }
 
+/// The answers' frames of a replication stream.
+type Replies = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Where a replication stream is: connecting, reading answers, or ended.
+enum Stage {
+    Opening {
+        opened: BoxFuture<'static, Result<Option<Replies>, RPCError<C>>>,
+        permits: Arc<tokio::sync::Semaphore>,
+        writer: AbortOnDrop,
+    },
+    Open(Box<ReplyState>),
+    Done,
+}
+
 /// The reading side of a replication stream.
 struct ReplyState {
-    replies: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>,
+    replies: Replies,
     permits: Arc<tokio::sync::Semaphore>,
     /// Requests answered so far.
     answered: u64,
@@ -366,38 +386,70 @@ impl RaftNetworkV2<C> for PeerClient {
         Box::pin(async move {
             let (body_tx, body_rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(1);
             let permits = Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH));
-            let writer = tokio::spawn(write_requests(input, body_tx, permits.clone()));
+            let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+            let writer = tokio::spawn(write_requests(input, body_tx, permits.clone(), first_tx));
             let writer = AbortOnDrop(writer);
-            let resp = self
+            // Opened inside the stream once openraft has produced the first request, as its
+            // sequential default sends one: openraft's backoff after errors runs while a
+            // request is produced, so a stopped peer is retried at the backoff's pace. (Opened
+            // at once, the connection was retried thousands of times a second.)
+            let opening = self
                 .http
                 .post(format!("{}/stream-append", self.base))
                 .header(SECRET_HEADER, &self.secret)
                 .body(reqwest::Body::wrap_stream(body_rx))
                 .send();
-            let resp = tokio::time::timeout(option.soft_ttl().max(STREAM_RESPONSE_TIMEOUT), resp)
-                .await
-                .map_err(|_| RPCError::Network(net_err("no answer to opening the stream")))?
-                .map_err(send_err)?;
-            let status = resp.status();
-            if !status.is_success() {
-                let text = resp.text().await.unwrap_or_default();
-                return Err(RPCError::Network(net_err(format!(
-                    "peer answered {status}: {text}"
-                ))));
-            }
-            let replies = Box::pin(frames(resp.bytes_stream()));
-            let state = ReplyState {
-                replies,
-                permits,
-                answered: 0,
-                sent_at_last_quiet: 0,
-                _writer: writer,
+            let open_timeout = option.soft_ttl().max(STREAM_RESPONSE_TIMEOUT);
+            let opened = async move {
+                if first_rx.await.is_err() {
+                    // The input ended before any request: nothing to send.
+                    return Ok(None);
+                }
+                let resp = tokio::time::timeout(open_timeout, opening)
+                    .await
+                    .map_err(|_| RPCError::Network(net_err("no answer to opening the stream")))?
+                    .map_err(send_err)?;
+                let status = resp.status();
+                if !status.is_success() {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(RPCError::Network(net_err(format!(
+                        "peer answered {status}: {text}"
+                    ))));
+                }
+                Ok(Some(Box::pin(frames(resp.bytes_stream())) as Replies))
             };
-            let out = futures::stream::unfold(Some(state), |state| async move {
-                let mut state = state?;
+            let first = Stage::Opening {
+                opened: Box::pin(opened),
+                permits,
+                writer,
+            };
+            let out = futures::stream::unfold(first, |stage| async move {
+                let mut state = match stage {
+                    Stage::Opening {
+                        opened,
+                        permits,
+                        writer,
+                    } => match opened.await {
+                        Ok(None) => return None,
+                        Ok(Some(replies)) => Box::new(ReplyState {
+                            replies,
+                            permits,
+                            answered: 0,
+                            sent_at_last_quiet: 0,
+                            _writer: writer,
+                        }),
+                        Err(e) => return Some((Err(e), Stage::Done)),
+                    },
+                    Stage::Open(state) => state,
+                    Stage::Done => return None,
+                };
                 let item = state.next_reply().await?;
-                let go_on = matches!(&item, Ok(Ok(_)));
-                Some((item, go_on.then_some(state)))
+                let next = if matches!(&item, Ok(Ok(_))) {
+                    Stage::Open(state)
+                } else {
+                    Stage::Done
+                };
+                Some((item, next))
             });
             let out: BoxStream<'s, _> = Box::pin(out);
             Ok(out)
@@ -591,6 +643,31 @@ mod tests {
             .collect();
         assert_eq!(answered, vec![1, 2, 3]);
         server.abort();
+    }
+
+    /// openraft's backoff after errors runs while it produces a request, so a stream must
+    /// not connect before it has one: else a stopped peer is retried in a tight loop.
+    #[tokio::test]
+    async fn no_connection_is_made_before_a_request_exists() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let mut peer = client(format!("http://{addr}/raft/0"));
+        let out = peer
+            .stream_append(
+                futures::stream::empty(),
+                RPCOption::new(Duration::from_millis(30)),
+            )
+            .await
+            .expect("the stream opens");
+        let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), out.collect())
+            .await
+            .expect("the stream ends");
+        assert!(items.is_empty(), "no answers without requests");
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the stream connected without a request to send"
+        );
     }
 
     #[tokio::test]
