@@ -172,9 +172,9 @@ impl Node {
         payload: LoadPayload,
         timeout: Duration,
     ) -> Result<Vec<StatementResult>, NodeError> {
-        if !self.store.exists(db) {
-            return Err(cairn_sql::Error::NoSuchDatabase(db.to_string()).into());
-        }
+        // Whether `db` exists is the leader's to say (`routing.rs::serve_forwarded`, before
+        // the entry takes an index): a follower may not have applied a create the leader
+        // acknowledged yet, so `cairn restore --create` through a follower was refused.
         let cmd = match payload {
             LoadPayload::Sqlite(bytes) => Command::Load {
                 db: db.to_string(),

@@ -60,9 +60,17 @@ pub const STREAM_KEEPALIVE: Duration = Duration::from_secs(10);
 /// then that many bytes of postcard; a frame of length 0 is a keepalive and carries nothing.
 /// Frames are bounded by [`MAX_RPC_BODY_BYTES`], the limit of a unary `AppendEntries`.
 pub fn stream_codec() -> LengthDelimitedCodec {
+    codec(MAX_RPC_BODY_BYTES)
+}
+
+/// Most bytes of one answer frame: an answer is a log id or an error message, far below this.
+/// The reader of answers refuses a longer frame before it allocates for it.
+pub const MAX_REPLY_FRAME_BYTES: usize = 64 * 1024;
+
+fn codec(max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(8)
-        .max_frame_length(MAX_RPC_BODY_BYTES)
+        .max_frame_length(max)
         .new_codec()
 }
 
@@ -83,8 +91,20 @@ where
     S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    frames_up_to(body, MAX_RPC_BODY_BYTES)
+}
+
+/// [`frames`] with frames bounded by `max` bytes.
+fn frames_up_to<S, E>(
+    body: S,
+    max: usize,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let reader = tokio_util::io::StreamReader::new(body.map_err(std::io::Error::other));
-    tokio_util::codec::FramedRead::new(reader, stream_codec()).map_ok(BytesMut::freeze)
+    tokio_util::codec::FramedRead::new(reader, codec(max)).map_ok(BytesMut::freeze)
 }
 
 /// Encodes a value for the wire (postcard).
@@ -187,6 +207,12 @@ async fn write_requests<S>(
     let mut first = Some(first);
     loop {
         let next = loop {
+            // No keepalive before the first request: nothing reads the body until the
+            // stream is opened, which the first request does, and a keepalive that waited
+            // for a reader would stop this task from ever asking for that request.
+            if first.is_some() {
+                break input.next().await;
+            }
             match tokio::time::timeout(STREAM_KEEPALIVE, input.next()).await {
                 Ok(next) => break next,
                 Err(_) => {
@@ -245,7 +271,7 @@ struct ReplyState {
 impl ReplyState {
     /// Requests sent and not answered (each holds a permit).
     fn outstanding(&self) -> usize {
-        PIPELINE_DEPTH - self.permits.available_permits()
+        PIPELINE_DEPTH.saturating_sub(self.permits.available_permits())
     }
 
     /// The answer to the oldest unanswered request; `None` when the peer ended the stream
@@ -283,6 +309,11 @@ impl ReplyState {
             };
             if frame.is_empty() {
                 continue;
+            }
+            if outstanding == 0 {
+                return Some(Err(RPCError::Network(net_err(
+                    "the peer answered a request that was not sent",
+                ))));
             }
             self.permits.add_permits(1);
             self.answered += 1;
@@ -416,7 +447,8 @@ impl RaftNetworkV2<C> for PeerClient {
                         "peer answered {status}: {text}"
                     ))));
                 }
-                Ok(Some(Box::pin(frames(resp.bytes_stream())) as Replies))
+                let replies = frames_up_to(resp.bytes_stream(), MAX_REPLY_FRAME_BYTES);
+                Ok(Some(Box::pin(replies) as Replies))
             };
             let first = Stage::Opening {
                 opened: Box::pin(opened),
@@ -668,6 +700,30 @@ mod tests {
             matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "the stream connected without a request to send"
         );
+    }
+
+    /// A stream opened while the cluster is idle gets its first request after a while.
+    /// Nothing reads the body before that request opens the stream, so keepalives sent
+    /// meanwhile filled the body's channel and the writer stopped asking for the request:
+    /// replication to that follower stopped for good.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_is_asked_for_however_long_it_takes() {
+        let (body_tx, _body_rx) = futures::channel::mpsc::channel(1);
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let input = Box::pin(
+            futures::stream::once(async {
+                tokio::time::sleep(STREAM_KEEPALIVE * 6).await;
+                request(1)
+            })
+            .chain(futures::stream::pending()),
+        );
+        let permits = Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH));
+        let writer = tokio::spawn(write_requests(input, body_tx, permits, first_tx));
+        tokio::time::timeout(STREAM_KEEPALIVE * 12, first_rx)
+            .await
+            .expect("the first request was produced")
+            .expect("and reported");
+        writer.abort();
     }
 
     #[tokio::test]

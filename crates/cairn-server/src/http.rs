@@ -240,8 +240,13 @@ async fn serve_auto<I>(
             }
             _ = idle_check.tick() => {
                 if idle_for(opened.elapsed()) >= limits.header_read_timeout {
+                    // Bounded: a client that never lets an answer through (an HTTP/2
+                    // window of 0) would otherwise hold the connection, unauthenticated.
                     conn.as_mut().graceful_shutdown();
-                    break conn.await;
+                    match tokio::time::timeout(limits.drain_timeout, conn.as_mut()).await {
+                        Ok(r) => break r,
+                        Err(_) => return,
+                    }
                 }
             }
         }
