@@ -194,8 +194,9 @@ impl Drop for AbortOnDrop {
 /// Writes the requests of a replication stream into its body (`first` is told when the
 /// first request exists, which opens the HTTP/2 stream): one frame each, each holding a
 /// pipeline permit until its answer is read (so at most [`PIPELINE_DEPTH`] are unanswered);
-/// a keepalive frame after each [`STREAM_KEEPALIVE`] without a request. Ends when `input` ends, when the body is dropped,
-/// or on a request that cannot be encoded (the body then fails, and so does the stream).
+/// after the first request, a keepalive frame after each [`STREAM_KEEPALIVE`] without one.
+/// Ends when `input` ends, when the body is dropped, or on a request that cannot be encoded
+/// (the body then fails, and so does the stream).
 async fn write_requests<S>(
     mut input: S,
     mut body: futures::channel::mpsc::Sender<std::io::Result<Bytes>>,
