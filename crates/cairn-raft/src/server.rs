@@ -279,28 +279,22 @@ async fn stream_append(
     };
     tracing::debug!(group, "replication stream opened");
     let stopping = stopping.map(|s| s.0 .0).unwrap_or_default();
-    let requests = crate::network::frames(body.into_data_stream())
-        .take_until(stopping.clone().cancelled_owned())
-        .take_while(|frame| {
-            if let Err(e) = frame {
-                tracing::debug!(error = %e, "replication stream cut");
-            }
-            std::future::ready(frame.is_ok())
-        })
-        .filter_map(|frame| {
-            std::future::ready(match frame {
-                Ok(f) if f.is_empty() => None,
-                Ok(f) => Some(decode::<AppendEntriesRequest<C>>(&f)),
-                Err(_) => None,
-            })
-        })
-        .take_while(|req| {
-            if let Err(e) = req {
+    // Each frame: a request, `None` for a keepalive, or `Err` where the stream ends (the
+    // body was cut, or a request does not decode).
+    let requests =
+        crate::network::frames(body.into_data_stream())
+            .take_until(stopping.clone().cancelled_owned())
+            .map(|frame| {
+                let f = frame.map_err(|e| tracing::debug!(error = %e, "replication stream cut"))?;
+                if f.is_empty() {
+                    return Ok(None);
+                }
+                decode::<AppendEntriesRequest<C>>(&f).map(Some).map_err(|e| {
                 tracing::warn!(error = %e, "undecodable AppendEntries in a replication stream");
-            }
-            std::future::ready(req.is_ok())
-        })
-        .filter_map(|req| std::future::ready(req.ok()));
+            })
+            })
+            .take_while(|req| std::future::ready(req.is_ok()))
+            .filter_map(|req| std::future::ready(req.ok().flatten()));
     let contact = svc.contact.clone();
     let replies = svc.raft.stream_append(requests).map(move |res| {
         let reply: Result<StreamAppendResult<C>, String> = match res {

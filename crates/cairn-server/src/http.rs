@@ -1,9 +1,9 @@
 //! Serving a router over HTTP/1.1 (and, on the raft port, HTTP/2) with the bounds
 //! `axum::serve` does not offer: a header read timeout (which also closes idle keep-alive
 //! connections; an HTTP/2 connection is closed after as long without a new request), a
-//! timeout between request body frames, and a cap on open connections. Without them, half-open or trickling
-//! connections stay open forever and pile up. Either listener may speak TLS
-//! ([`serve_router_tls`]), under the same bounds.
+//! timeout between request body frames, and a cap on open connections. Without them,
+//! half-open or trickling connections stay open forever and pile up. Either listener may
+//! speak TLS ([`serve_router_tls`]), under the same bounds.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
